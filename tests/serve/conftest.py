@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from .fakes import FakeModel
+from wasm_torch.serve.faults import FaultPlan, FaultyModel
+from wasm_torch.serve.pool import ModelPool
+from wasm_torch.serve.settings import ServeSettings
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    return FaultPlan()
+
+
+@pytest.fixture
+def make_pool(plan):
+    pools: list[ModelPool] = []
+
+    def make(factory=FakeModel, faulty: bool = True, **settings) -> ModelPool:
+        s = ServeSettings(**{"replicas": 2, "max_queue_delay_s": 0.005, "healing": False, **settings})
+        f = (lambda: FaultyModel(factory(), plan)) if faulty else factory
+        pool = ModelPool("m", f, s)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for p in pools:
+        p.close()

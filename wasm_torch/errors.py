@@ -1,0 +1,89 @@
+"""One exception tree for all of wasm-torch.
+
+    WasmTorchError                      root: catch this to catch everything we raise
+    ├── CompileError                    anything that stops `compile()`
+    │   ├── ExportError                 torch.export could not trace the model
+    │   ├── UnsupportedOpError          an aten op (or dtype) we cannot lower; names op, source line, list
+    │   ├── GraphError                  the IR verifier found an inconsistent graph (a compiler bug)
+    │   ├── BuildError                  zig cc failed (stderr attached)
+    │   └── ValidationError             wasm output disagrees with PyTorch beyond tolerance
+    ├── ArtifactError                   an artifact folder is missing, malformed or from another version
+    │   └── IntegrityError              a file's sha256 does not match the manifest (tampered/corrupt)
+    └── ExecutionError                  anything that stops a call of a loaded module
+        ├── InputError                  wrong input count, name, shape or dtype (also ValueError)
+        ├── LimitError                  a sandbox limit was hit; the module stays usable
+        │   ├── MemoryLimitError        the memory cap is below what the model needs
+        │   ├── DeadlineExceeded        the wall-clock deadline (epoch interruption) passed
+        │   └── FuelExhausted           the fuel budget ran out
+        └── TrapError                   the wasm module trapped (a bug in a kernel or a hostile module)
+
+Foreign errors (torch.export failures, subprocess errors, wasmtime.Trap) are translated into
+this tree at the boundary where they happen, so callers never need to import torch or wasmtime
+just to catch our errors.
+"""
+
+from __future__ import annotations
+
+
+class WasmTorchError(Exception):
+    """Root of every error wasm-torch raises."""
+
+
+class CompileError(WasmTorchError):
+    pass
+
+
+class ExportError(CompileError):
+    pass
+
+
+class UnsupportedOpError(CompileError):
+    pass
+
+
+class GraphError(CompileError):
+    pass
+
+
+class BuildError(CompileError):
+    pass
+
+
+class ValidationError(CompileError):
+    pass
+
+
+class ArtifactError(WasmTorchError):
+    pass
+
+
+class IntegrityError(ArtifactError):
+    pass
+
+
+class ExecutionError(WasmTorchError):
+    pass
+
+
+class InputError(ExecutionError, ValueError):
+    pass
+
+
+class LimitError(ExecutionError):
+    pass
+
+
+class MemoryLimitError(LimitError):
+    pass
+
+
+class DeadlineExceeded(LimitError):
+    pass
+
+
+class FuelExhausted(LimitError):
+    pass
+
+
+class TrapError(ExecutionError):
+    pass

@@ -1,0 +1,6 @@
+"""PyTorch -> IR. The only compile-side folder that imports torch."""
+
+from .aten import supported_ops
+from .export import export, from_exported, from_torch
+
+__all__ = ["export", "from_exported", "from_torch", "supported_ops"]

@@ -1,0 +1,171 @@
+"""torch.export -> core ATen -> our IR.
+
+`from_torch` traces the model with torch.export (non-strict), runs the core-ATen decompositions,
+then walks the fx graph once, lowering each node through the table in `aten.py`. Parameters,
+buffers and lifted constants become IR constants; dynamic dimensions become IR symbols named
+after the user's `torch.export.Dim`s.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import sympy
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind
+
+from ..errors import ExportError, GraphError, UnsupportedOpError
+from ..ir.graph import Graph, Symbol, TensorType
+from .aten import IGNORED, TABLE, supported_ops
+from .context import Lowering, ir_dtype, source_line
+
+SUPPORTED_OPS_DOC = "docs/ops.md (or wasm_torch.supported_ops())"
+
+
+def export(model: torch.nn.Module, example_inputs: tuple, dynamic_shapes: Any = None) -> ExportedProgram:
+    model = model.eval()
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(model, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=False)
+            return ep.run_decompositions()
+    except Exception as e:  # torch raises many types here; the message is what matters
+        msg = str(e).strip().splitlines()
+        raise ExportError(
+            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: "
+            + "\n".join(msg[:12])
+            + "\nFix the model so torch.export.export(model, example_inputs) works, then compile again."
+        ) from e
+
+
+def _user_dim_names(ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any) -> dict[tuple[str, int], str]:
+    """Map (input name, axis) -> the Dim name the user gave, so manifests say 'seq', not 's77'."""
+    names: dict[tuple[str, int], str] = {}
+    if dynamic_shapes is None:
+        return names
+    specs: list[Any]
+    if isinstance(dynamic_shapes, dict):
+        specs = [dynamic_shapes.get(n) for n in user_inputs]
+    else:
+        specs = list(dynamic_shapes)
+    for name, spec in zip(user_inputs, specs, strict=False):
+        items = spec.items() if isinstance(spec, dict) else enumerate(spec or [])
+        for axis, d in items:
+            dname = getattr(d, "__name__", None)
+            if isinstance(dname, str):
+                names[(name, int(axis))] = dname
+    return names
+
+
+def _symbols(ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any, placeholders: dict):
+    """Our symbols (name, bounds, where to read them) and the torch-symbol -> our-symbol map."""
+    user_names = _user_dim_names(ep, user_inputs, dynamic_shapes)
+    symbols: dict[str, Symbol] = {}
+    mapping: dict[sympy.Symbol, sympy.Symbol] = {}
+    for name in user_inputs:
+        val = placeholders[name].meta["val"]
+        for axis, d in enumerate(val.shape):
+            if not isinstance(d, torch.SymInt):
+                continue
+            expr = d.node.expr
+            if not isinstance(expr, sympy.Symbol) or expr in mapping:
+                continue
+            rng = ep.range_constraints.get(expr)
+            lo = int(rng.lower) if rng is not None else 1
+            hi = rng.upper if rng is not None else None
+            sname = user_names.get((name, axis), str(expr))
+            if hi is None or not getattr(hi, "is_finite", True) or int(hi) > 2**30:
+                raise ExportError(
+                    f"dynamic dimension {sname!r} (input {name!r}, axis {axis}) has no upper bound; give it one, "
+                    f"e.g. Dim({sname!r}, max=512): the static memory plan is sized for the maximum."
+                )
+            mapping[expr] = sympy.Symbol(sname, integer=True, positive=True)
+            symbols[sname] = Symbol(sname, max(lo, 1), int(hi), name, axis)
+    return symbols, mapping
+
+
+def from_torch(model: torch.nn.Module, example_inputs: tuple, dynamic_shapes: Any = None) -> Graph:
+    ep = export(model, example_inputs, dynamic_shapes)
+    return from_exported(ep, dynamic_shapes)
+
+
+def from_exported(ep: ExportedProgram, dynamic_shapes: Any = None) -> Graph:
+    sig = ep.graph_signature
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    user_inputs = [s.arg.name for s in sig.input_specs if s.kind == InputKind.USER_INPUT]
+    symbols, mapping = _symbols(ep, user_inputs, dynamic_shapes, placeholders)
+    L = Lowering(mapping)
+
+    for spec in sig.input_specs:
+        name = spec.arg.name
+        if spec.kind == InputKind.USER_INPUT:
+            val = placeholders[name].meta.get("val")
+            if not isinstance(val, torch.Tensor):
+                raise ExportError(f"input {name!r} is not a tensor ({type(val).__name__}); pass tensors only")
+            L.types[name] = TensorType(ir_dtype(val.dtype, f" (input {name!r})"), L.shape_of(placeholders[name]))
+            L.env[name] = name
+        else:
+            tensor = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
+            if not isinstance(tensor, torch.Tensor):
+                raise ExportError(f"{spec.kind.name.lower()} {spec.target!r} is not a tensor")
+            L.env[name] = L.const(tensor.detach().cpu().contiguous().numpy().copy(), _safe(spec.target))
+
+    outputs: list[str] = []
+    for fx in ep.graph.nodes:
+        if fx.op in ("placeholder",):
+            continue
+        L.current = fx
+        if fx.op == "output":
+            for o in fx.args[0]:
+                v = L.env.get(o.name) if isinstance(o, torch.fx.Node) else None
+                if not isinstance(v, str):
+                    raise UnsupportedOpError(f"model output {o} is not a tensor; return tensors only")
+                outputs.append(v)
+            continue
+        if fx.op != "call_function":
+            raise UnsupportedOpError(f"fx node kind {fx.op!r} ({fx.target}) at {source_line(fx)}")
+        target = str(fx.target)
+        if fx.target is operator.getitem:
+            parts = L.env[fx.args[0].name]
+            L.env[fx.name] = parts[fx.args[1]]
+            continue
+        val = fx.meta.get("val")
+        if isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool):
+            L.env[fx.name] = L.dim(val)  # sym_size and Python arithmetic on sizes
+            continue
+        if target in IGNORED:
+            continue
+        lower = TABLE.get(target)
+        if lower is None:
+            line = source_line(fx)
+            raise UnsupportedOpError(
+                f"unsupported op {target}" + (f" at {line}" if line else "")
+                + f". Supported ops are listed in {SUPPORTED_OPS_DOC} ({len(supported_ops())} ops)."
+            )
+        try:
+            L.env[fx.name] = lower(L, fx)
+        except UnsupportedOpError as e:
+            line = source_line(fx)
+            raise UnsupportedOpError(f"{e} (op {target}{' at ' + line if line else ''})") from None
+        except GraphError as e:
+            raise GraphError(f"lowering {target} at {source_line(fx)}: {e}") from e
+
+    return _finish(L, user_inputs, outputs, symbols)
+
+
+def _finish(L: Lowering, inputs: list[str], outputs: list[str], symbols: dict[str, Symbol]) -> Graph:
+    """Outputs must be distinct values computed by the graph: copy inputs/constants/duplicates."""
+    seen: set[str] = set()
+    final = []
+    for o in outputs:
+        if o in seen or o in L.consts or o in inputs:
+            o = L.emit("copy", [o])
+        seen.add(o)
+        final.append(o)
+    return Graph(tuple(inputs), tuple(final), tuple(L.nodes), dict(L.types), dict(L.consts), symbols)
+
+
+def _safe(name: str) -> str:
+    return "w_" + "".join(c if c.isalnum() else "_" for c in name)
+

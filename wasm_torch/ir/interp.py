@@ -1,0 +1,255 @@
+"""NumPy reference interpreter: the meaning of every IR op.
+
+Slow and obvious on purpose. The compiler's passes must not change what this computes, and the
+generated wasm is tested against both this and PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import GraphError
+from .graph import DTYPES, Graph, Node, Symbol, evaluate_dim, evaluate_shape
+from .ops import norm_axis
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _f(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    return fn(x.astype(np.float64)).astype(x.dtype)
+
+
+UNARY_FN: dict[str, Callable[[np.ndarray, Node], np.ndarray]] = {
+    "neg": lambda x, n: -x,
+    "abs": lambda x, n: np.abs(x),
+    "relu": lambda x, n: np.maximum(x, 0).astype(x.dtype),
+    "gelu": lambda x, n: _f(x, lambda v: 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0)))),
+    "gelu_tanh": lambda x, n: _f(
+        x, lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+    ),
+    "silu": lambda x, n: _f(x, lambda v: v / (1 + np.exp(-v))),
+    "sigmoid": lambda x, n: _f(x, lambda v: 1 / (1 + np.exp(-v))),
+    "tanh": lambda x, n: _f(x, np.tanh),
+    "exp": lambda x, n: _f(x, np.exp),
+    "log": lambda x, n: _f(x, np.log),
+    "sqrt": lambda x, n: _f(x, np.sqrt),
+    "rsqrt": lambda x, n: _f(x, lambda v: 1 / np.sqrt(v)),
+    "erf": lambda x, n: _f(x, _erf),
+    "sin": lambda x, n: _f(x, np.sin),
+    "cos": lambda x, n: _f(x, np.cos),
+    "reciprocal": lambda x, n: _f(x, lambda v: 1 / v),
+    "floor": lambda x, n: np.floor(x) if x.dtype.kind == "f" else x,
+    "ceil": lambda x, n: np.ceil(x) if x.dtype.kind == "f" else x,
+    "logical_not": lambda x, n: ~x.astype(bool),
+    "copy": lambda x, n: x.copy(),
+    "clamp": lambda x, n: np.clip(
+        x,
+        n.attrs.get("min") if n.attrs.get("min") is not None else -np.inf,
+        n.attrs.get("max") if n.attrs.get("max") is not None else np.inf,
+    ).astype(x.dtype),
+    "leaky_relu": lambda x, n: np.where(x >= 0, x, x * np.float32(n.attrs["slope"])).astype(x.dtype),
+    "hardsigmoid": lambda x, n: (np.clip(x / 6 + 0.5, 0, 1)).astype(x.dtype),
+    "hardswish": lambda x, n: (x * np.clip(x / 6 + 0.5, 0, 1)).astype(x.dtype),
+}
+
+
+def _floordiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.floor_divide(a, b) if a.dtype.kind != "f" else np.floor(a / b).astype(a.dtype)
+
+
+BINARY_FN: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": lambda a, b: (a / b).astype(a.dtype),
+    "floordiv": _floordiv,
+    "remainder": lambda a, b: np.mod(a, b),
+    "pow": lambda a, b: np.power(a.astype(np.float64), b).astype(a.dtype),
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "bitand": np.bitwise_and,
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "logical_and": np.logical_and,
+    "logical_or": np.logical_or,
+    "logical_xor": np.logical_xor,
+}
+
+REDUCE_FN = {
+    "reduce_sum": np.sum,
+    "reduce_mean": np.mean,
+    "reduce_max": np.max,
+    "reduce_min": np.min,
+    "reduce_any": np.any,
+    "reduce_all": np.all,
+    "reduce_prod": np.prod,
+}
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(x - m)
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+
+
+def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, n: Node) -> np.ndarray:
+    (sh, sw), (ph, pw), (dh, dw), g = n.attrs["stride"], n.attrs["padding"], n.attrs["dilation"], n.attrs["groups"]
+    N, C, H, W = x.shape
+    OC, CG, KH, KW = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    out = np.zeros((N, OC, OH, OW), np.float64)
+    ocg = OC // g
+    for gi in range(g):
+        xs = xp[:, gi * CG : (gi + 1) * CG].astype(np.float64)
+        ws = w[gi * ocg : (gi + 1) * ocg].astype(np.float64)
+        for kh in range(KH):
+            for kw in range(KW):
+                patch = xs[:, :, kh * dh : kh * dh + sh * (OH - 1) + 1 : sh, kw * dw : kw * dw + sw * (OW - 1) + 1 : sw]
+                out[:, gi * ocg : (gi + 1) * ocg] += np.einsum("nchw,oc->nohw", patch, ws[:, :, kh, kw])
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out.astype(np.float32)
+
+
+def _pool2d(x: np.ndarray, n: Node, oshape: tuple[int, ...]) -> np.ndarray:
+    (kh, kw), (sh, sw), (ph, pw) = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
+    dh, dw = n.attrs.get("dilation", (1, 1))
+    is_max = n.op == "max_pool2d"
+    N, C, H, W = x.shape
+    OH, OW = oshape[2], oshape[3]
+    out = np.zeros(oshape, np.float32)
+    for oh in range(OH):
+        for ow in range(OW):
+            h0, w0 = oh * sh - ph, ow * sw - pw
+            hs = [h0 + i * dh for i in range(kh)]
+            ws = [w0 + j * dw for j in range(kw)]
+            hv = [h for h in hs if 0 <= h < H]
+            wv = [w for w in ws if 0 <= w < W]
+            win = x[:, :, hv][:, :, :, wv]
+            if is_max:
+                out[:, :, oh, ow] = win.max(axis=(2, 3))
+                continue
+            if n.attrs.get("divisor_override"):
+                div = n.attrs["divisor_override"]
+            elif n.attrs.get("count_include_pad", True):
+                he, we = min(h0 + kh, H + ph), min(w0 + kw, W + pw)
+                div = (he - h0) * (we - w0)
+            else:
+                div = len(hv) * len(wv)
+            out[:, :, oh, ow] = win.sum(axis=(2, 3), dtype=np.float64) / div
+    return out
+
+
+def _adaptive_avg(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, oh, ow), np.float32)
+    for i in range(oh):
+        h0, h1 = (i * H) // oh, -((-(i + 1) * H) // oh)
+        for j in range(ow):
+            w0, w1 = (j * W) // ow, -((-(j + 1) * W) // ow)
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3), dtype=np.float64)
+    return out
+
+
+def run_node(n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    op, a = n.op, n.attrs
+    x = args[0] if args else None
+    if op in UNARY_FN:
+        return [np.asarray(UNARY_FN[op](x, n))]
+    if op in BINARY_FN:
+        return [np.asarray(BINARY_FN[op](args[0], args[1]))]
+    if op == "where":
+        return [np.where(args[0].astype(bool), args[1], args[2])]
+    if op == "cast":
+        return [x.astype(DTYPES[a["dtype"]])]
+    if op in REDUCE_FN:
+        axes = tuple(norm_axis(i, x.ndim) for i in a["axes"])
+        r = REDUCE_FN[op](x, axis=axes, keepdims=a.get("keepdim", False))
+        return [np.asarray(r).astype(x.dtype if op not in ("reduce_any", "reduce_all") else bool)]
+    if op == "argmax":
+        return [np.asarray(np.argmax(x, axis=a["axis"], keepdims=a.get("keepdim", False))).astype(np.int64)]
+    if op == "matmul":
+        y = np.matmul(args[0].astype(np.float64), args[1].astype(np.float64))
+        if len(args) > 2 and args[2] is not None:
+            y = y + args[2]
+        return [y.astype(args[0].dtype)]
+    if op == "conv2d":
+        return [_conv2d(x, args[1], args[2] if len(args) > 2 else None, n)]
+    if op in ("max_pool2d", "avg_pool2d"):
+        return [_pool2d(x, n, out_shapes[0])]
+    if op == "adaptive_avg_pool2d":
+        return [_adaptive_avg(x, *out_shapes[0][2:])]
+    if op == "softmax":
+        return [_softmax(x, a["axis"])]
+    if op == "log_softmax":
+        return [np.log(_softmax(x.astype(np.float64), a["axis"])).astype(x.dtype)]
+    if op == "layer_norm":
+        axes = tuple(range(x.ndim - a["n_axes"], x.ndim))
+        x64 = x.astype(np.float64)
+        mu = x64.mean(axis=axes, keepdims=True)
+        var = x64.var(axis=axes, keepdims=True)
+        y = (x64 - mu) / np.sqrt(var + a["eps"])
+        if len(args) > 1 and args[1] is not None:
+            y = y * args[1]
+        if len(args) > 2 and args[2] is not None:
+            y = y + args[2]
+        return [y.astype(x.dtype)]
+    if op == "cumsum":
+        return [np.cumsum(x, axis=a["axis"]).astype(x.dtype)]
+    if op == "permute":
+        return [np.ascontiguousarray(np.transpose(x, a["perm"]))]
+    if op in ("expand", "reshape"):
+        shape = evaluate_shape(a["shape"], bind)
+        return [np.broadcast_to(x, shape).copy() if op == "expand" else x.reshape(shape)]
+    if op == "slice":
+        s = [slice(None)] * x.ndim
+        s[a["axis"]] = slice(evaluate_dim(a["start"], bind), evaluate_dim(a["end"], bind), a["step"])
+        return [x[tuple(s)].copy()]
+    if op == "cat":
+        return [np.concatenate(args, axis=a["axis"])]
+    if op == "pad":
+        return [np.pad(x, a["pads"], constant_values=a.get("value", 0))]
+    if op == "gather":
+        return [np.take_along_axis(x, args[1], axis=a["axis"])]
+    if op == "index":
+        idx = [np.where(i < 0, i + x.shape[k], i) for k, i in enumerate(args[1:])]
+        return [x[tuple(idx)]]
+    if op == "arange":
+        start, end = evaluate_dim(a["start"], bind), evaluate_dim(a["end"], bind)
+        return [np.arange(start, end, a["step"]).astype(DTYPES[a["dtype"]])]
+    if op == "full":
+        return [np.full(evaluate_shape(a["shape"], bind), a["value"], DTYPES[a["dtype"]])]
+    raise GraphError(f"interpreter has no rule for op {op!r}")
+
+
+def bind_symbols(symbols: dict[str, Symbol], inputs: dict[str, np.ndarray]) -> dict:
+    import sympy
+
+    return {sympy.Symbol(s.name, integer=True, positive=True): inputs[s.input].shape[s.axis] for s in symbols.values()}
+
+
+def run(g: Graph, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Evaluate the graph on named numpy inputs; returns the outputs in order."""
+    env: dict[str, np.ndarray] = dict(g.consts)
+    for name in g.inputs:
+        env[name] = np.asarray(inputs[name], dtype=DTYPES[g.types[name].dtype])
+    bind = bind_symbols(g.symbols, env)
+    for n in g.nodes:
+        args = [env[i] if i else None for i in n.inputs]
+        shapes = [evaluate_shape(g.types[o].shape, bind) for o in n.outputs]
+        outs = run_node(n, args, bind, shapes)
+        for name, val, shape in zip(n.outputs, outs, shapes, strict=True):
+            if tuple(val.shape) != shape:
+                raise GraphError(f"{n.op} produced shape {val.shape}, IR says {shape} ({name})")
+            env[name] = val
+    return [env[o] for o in g.outputs]

@@ -1,0 +1,92 @@
+"""Static memory plan: one arena, buffers reused by liveness.
+
+Every non-constant value gets a byte offset in the arena, sized for the maximum of each dynamic
+dimension. `reshape` outputs alias their input's storage. A buffer is live from the node that
+writes it to the last node that reads it (or the end, for graph outputs); two buffers may share
+bytes only if their live ranges do not overlap — so no kernel ever reads what it is writing.
+Constants live in the weights region instead (offsets into weights.bin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.graph import Graph, evaluate_shape
+from ..ir.ops import ALIAS
+
+ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    offsets: dict[str, int]  # value -> byte offset in the arena (aliases share offsets)
+    arena_bytes: int  # peak arena size
+    unplanned_bytes: int  # what the arena would need without reuse (for the report)
+    weight_offsets: dict[str, int]  # constant -> byte offset in weights.bin
+    weights_bytes: int
+    alias_root: dict[str, str]  # value -> the value that owns its storage
+
+
+def plan_memory(g: Graph) -> MemoryPlan:
+    maxb = g.max_bindings()
+    nbytes = {v: _align(max(1, _numel(evaluate_shape(t.shape, maxb))) * t.itemsize) for v, t in g.types.items()}
+
+    weight_offsets, woff = {}, 0
+    for c in g.consts:
+        weight_offsets[c] = woff
+        woff += nbytes[c]
+
+    root: dict[str, str] = {}
+    for n in g.nodes:
+        if n.op in ALIAS:
+            src = n.inputs[0]
+            root[n.outputs[0]] = root.get(src, src)
+    find = lambda v: root.get(v, v)  # noqa: E731
+
+    end = len(g.nodes)
+    first: dict[str, int] = {v: -1 for v in g.inputs}
+    last: dict[str, int] = {v: -1 for v in g.inputs}
+    for i, n in enumerate(g.nodes):
+        for o in n.outputs:
+            if find(o) == o:
+                first[o] = i
+                last[o] = i
+        for v in n.inputs:
+            if v and find(v) in last:
+                last[find(v)] = max(last[find(v)], i)
+    for o in g.outputs:
+        if find(o) in last:
+            last[find(o)] = end
+
+    offsets: dict[str, int] = {}
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    for v in sorted(first, key=lambda v: (first[v], -nbytes[v])):
+        size = nbytes[v]
+        busy = sorted((o, s) for o, s, f, l in placed if not (l < first[v] or last[v] < f))
+        off = 0
+        for o, s in busy:  # first gap that fits
+            if off + size <= o:
+                break
+            off = max(off, o + s)
+        offsets[v] = off
+        placed.append((off, size, first[v], last[v]))
+    for v in root:
+        r = find(v)
+        if r in offsets:
+            offsets[v] = offsets[r]
+        elif r in weight_offsets:
+            weight_offsets[v] = weight_offsets[r]
+    arena = max((o + s for o, s, _, _ in placed), default=0)
+    return MemoryPlan(offsets, arena, sum(nbytes[v] for v in first), weight_offsets, woff,
+                      {v: find(v) for v in root})
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -1,0 +1,122 @@
+"""Serving errors and the one table that maps every exception to an HTTP status.
+
+Client faults are 4xx with a message that says what to fix; replica faults are 5xx. A bad
+request never produces a 500: only a trap inside a module or a bug of ours does.
+"""
+
+from __future__ import annotations
+
+from wasm_torch.errors import (
+    ArtifactError,
+    DeadlineExceeded,
+    ExecutionError,
+    FuelExhausted,
+    InputError,
+    LimitError,
+    MemoryLimitError,
+    TrapError,
+    WasmTorchError,
+)
+
+
+class ServeError(WasmTorchError):
+    """Root of errors raised by the serving layer itself."""
+
+
+class RequestError(ServeError, ValueError):
+    """Malformed request: bad JSON, wrong shape/datatype, non-finite numbers, ..."""
+
+
+class PayloadTooLarge(RequestError):
+    pass
+
+
+class Unauthorized(ServeError):
+    pass
+
+
+class RateLimited(ServeError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AnomalousInput(RequestError):
+    """The input anomaly score is above the configured rejection threshold."""
+
+
+class ModelNotFound(ServeError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "model not found"
+
+
+class Unavailable(ServeError):
+    """No replica can take the request now (all open, isolated, or queues full)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeout(ServeError):
+    """The request got no result within the pool's request timeout."""
+
+
+class NonFiniteOutput(ServeError):
+    """The model returned NaN/Inf, which JSON cannot carry (we never emit non-standard JSON)."""
+
+
+class ReplicaFailure(ServeError):
+    """A replica died or hung while holding the request; safe to retry elsewhere."""
+
+
+class ReplicaHung(ReplicaFailure):
+    """The replica hung while running this request; never retried (the request may be the cause)."""
+
+
+# (exception class, HTTP status, error kind for metrics). First match wins: order subclasses first.
+STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (AnomalousInput, 422, "anomalous_input"),
+    (RequestError, 400, "bad_request"),
+    (InputError, 400, "bad_input"),
+    (Unauthorized, 401, "unauthorized"),
+    (ModelNotFound, 404, "model_not_found"),
+    (RateLimited, 429, "rate_limited"),
+    (DeadlineExceeded, 504, "deadline_exceeded"),
+    (FuelExhausted, 422, "fuel_exhausted"),
+    (MemoryLimitError, 422, "memory_limit"),
+    (LimitError, 422, "limit"),
+    (NonFiniteOutput, 422, "non_finite_output"),
+    (RequestTimeout, 504, "timeout"),
+    (Unavailable, 503, "unavailable"),
+    (ReplicaHung, 503, "replica_hung"),
+    (ReplicaFailure, 503, "replica_failure"),
+    (TrapError, 500, "trap"),
+    (ArtifactError, 500, "artifact"),
+    (ExecutionError, 500, "execution"),
+)
+
+# Failures caused by the replica rather than the request: they count against the replica's
+# circuit breaker and may be retried on another replica (inference is a pure function).
+REPLICA_FAULTS: tuple[type[BaseException], ...] = (ReplicaFailure, TrapError)
+RETRYABLE: tuple[type[BaseException], ...] = (ReplicaFailure,)
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, ReplicaHung)
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """HTTP status and error kind for any exception (500/"internal" for the unexpected)."""
+    for cls, status, kind in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal"
+
+
+def public_message(exc: BaseException) -> str:
+    status, kind = classify(exc)
+    if kind == "internal":
+        return "internal server error"  # never leak internals of an unexpected exception
+    return str(exc) or kind.replace("_", " ")

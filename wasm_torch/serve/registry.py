@@ -1,0 +1,115 @@
+"""Which models a server serves: artifact folders under a directory, or a dict given in Python.
+
+Model names come only from this registry (folder names checked against a strict pattern); a
+request's model name is a dictionary key, never a path, so path traversal has nothing to reach.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from wasm_torch.errors import ArtifactError
+from wasm_torch.serve.clock import Clock, monotonic
+from wasm_torch.serve.errors import ModelNotFound
+from wasm_torch.serve.metrics import Metrics
+from wasm_torch.serve.pool import ModelPool
+from wasm_torch.serve.settings import ServeSettings
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ModelSource = str | os.PathLike[str] | Callable[[], Any] | Any
+
+
+def is_artifact(path: Path) -> bool:
+    return path.is_dir() and ((path / "manifest.json").is_file() or any(path.glob("*.wasm")))
+
+
+def discover(models_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Artifact folders directly under `models_dir` (or `models_dir` itself if it is one)."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        raise ArtifactError(f"model directory {root} does not exist")
+    if is_artifact(root):
+        return {root.resolve().name: root}
+    found = {p.name: p for p in sorted(root.iterdir()) if is_artifact(p) and NAME_RE.match(p.name)}
+    if not found:
+        raise ArtifactError(f"no model artifacts (folders with manifest.json) under {root}")
+    return found
+
+
+def path_factory(path: Path, settings: ServeSettings) -> Callable[[], Any]:
+    """A factory for fresh instances of the artifact at `path`, sandboxed per the settings.
+
+    With `require_signature`, the artifact's signed manifest is verified before every load, i.e.
+    before wasmtime compiles a byte of it.
+    """
+    import wasm_torch
+
+    def load() -> Any:
+        if settings.require_signature:
+            from wasm_torch.serve.integrity import load_public_keys, verify_artifact
+            verify_artifact(path, load_public_keys(settings.trusted_keys))
+        return wasm_torch.load(str(path), memory_limit=settings.memory_limit,
+                               deadline=settings.deadline_s, fuel=settings.fuel)
+
+    return load
+
+
+def _as_factory(source: ModelSource, settings: ServeSettings) -> tuple[Callable[[], Any], Any, int | None]:
+    """(factory, first instance or None, replica cap or None)."""
+    if isinstance(source, str | os.PathLike):
+        return path_factory(Path(source), settings), None, None
+    if hasattr(source, "run") and hasattr(source, "inputs"):
+        path = getattr(source, "path", None)
+        if path is not None:
+            return path_factory(Path(path), settings), source, None
+        # A loaded instance we cannot clone: one replica, and "restart" reuses it.
+        return (lambda: source), source, 1
+    if callable(source):
+        return source, None, None
+    raise TypeError(f"cannot serve {type(source).__name__}: give a path, a factory or a loaded model")
+
+
+class Registry:
+    def __init__(
+        self,
+        models: str | os.PathLike[str] | Mapping[str, ModelSource],
+        settings: ServeSettings,
+        metrics: Metrics,
+        clock: Clock = monotonic,
+        seed: int | None = None,
+    ) -> None:
+        sources: Mapping[str, ModelSource] = (
+            discover(models) if isinstance(models, str | os.PathLike) else models
+        )
+        self.pools: dict[str, ModelPool] = {}
+        try:
+            for i, (name, source) in enumerate(sources.items()):
+                if not NAME_RE.match(name):
+                    raise ValueError(f"invalid model name {name!r}")
+                factory, first, cap = _as_factory(source, settings)
+                s = settings if cap is None else settings.with_(replicas=min(cap, settings.replicas))
+                rng = random.Random(None if seed is None else seed + i)
+                self.pools[name] = ModelPool(name, factory, s, metrics, clock, rng, first_instance=first)
+        except BaseException:
+            self.close()
+            raise
+
+    def get(self, name: str) -> ModelPool:
+        pool = self.pools.get(name)
+        if pool is None:
+            shown = name if NAME_RE.match(name) else "(invalid name)"
+            raise ModelNotFound(f"model {shown!r} not found; available: {sorted(self.pools)}")
+        return pool
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.pools) and all(p.ready for p in self.pools.values())
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
