@@ -147,7 +147,7 @@ def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, c_s
     weights = []
     for c, arr in g.consts.items():
         off = plan.weight_offsets[c]
-        data = np.ascontiguousarray(arr).tobytes()
+        data = arr.tobytes(order="C")
         blob[off : off + len(data)] = data
         weights.append({"name": c, "dtype": DTYPES[g.types[c].dtype].name, "shape": list(arr.shape), "offset": off})
     (folder / WEIGHTS).write_bytes(bytes(blob))

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from .fakes import FakeModel
 from wasm_torch.serve.faults import FaultPlan, FaultyModel
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.settings import ServeSettings
+
+from .fakes import FakeModel
 
 
 @pytest.fixture

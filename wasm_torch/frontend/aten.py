@@ -31,18 +31,15 @@ def rule(*names: str) -> Callable[[Lower], Lower]:
 
 
 def _args(fx: torch.fx.Node, *defaults: Any) -> list[Any]:
-    """Positional args padded with defaults, kwargs merged in schema order."""
+    """Positional args with kwargs merged in schema order; defaults fill positions 1, 2, ..."""
     schema = getattr(fx.target, "_schema", None)
     args = list(fx.args)
-    if schema is not None:
-        names = [a.name for a in schema.arguments]
-        for i in range(len(args), len(names)):
-            if names[i] in fx.kwargs:
-                args.append(fx.kwargs[names[i]])
-            elif i - len(fx.args) < len(defaults):
-                args.append(defaults[i - len(fx.args)])
-            else:
-                break
+    names = [a.name for a in schema.arguments] if schema is not None else []
+    for i in range(len(args), len(defaults) + 1):
+        if i < len(names) and names[i] in fx.kwargs:
+            args.append(fx.kwargs[names[i]])
+        else:
+            args.append(defaults[i - 1])
     return args
 
 
@@ -374,11 +371,15 @@ def _gather(L: Lowering, fx: torch.fx.Node) -> str:
 
 
 # ---- reductions -------------------------------------------------------------------------------
+_WHOLE_TENSOR = {f"aten.{r}.default" for r in ("sum", "mean", "any", "all", "prod")}
+
+
 def _reduce(op: str) -> Lower:
     def lower(L: Lowering, fx: torch.fx.Node) -> str:
         x = L.value(fx.args[0])
         rank = L.type_of(x).rank
-        args = _args(fx, None, False)
+        whole = str(fx.target) in _WHOLE_TENSOR  # sum.default(x, dtype) etc. reduce everything
+        args = [fx.args[0], None, False] if whole else _args(fx, None, False)
         axes = args[1] if len(args) > 1 and args[1] is not None else list(range(rank))
         axes = [axes] if isinstance(axes, int) else list(axes)
         keep = bool(args[2]) if len(args) > 2 and isinstance(args[2], bool) else bool(fx.kwargs.get("keepdim", False))
@@ -538,7 +539,7 @@ def _pair(v: Any, n: int = 2) -> tuple:
 
 @rule("max_pool2d_with_indices.default", "max_pool2d.default")
 def _max_pool(L: Lowering, fx: torch.fx.Node) -> Any:
-    args = _args(fx, None, 0, 1, False)
+    args = _args(fx, None, [], 0, 1, False)
     k = _pair(args[1])
     attrs = {"kernel": k, "stride": _pair(args[2] or k), "padding": _pair(args[3]),
              "dilation": _pair(args[4]), "ceil_mode": bool(args[5])}
@@ -548,7 +549,7 @@ def _max_pool(L: Lowering, fx: torch.fx.Node) -> Any:
 
 @rule("avg_pool2d.default")
 def _avg_pool(L: Lowering, fx: torch.fx.Node) -> str:
-    args = _args(fx, None, 0, False, True, None)
+    args = _args(fx, None, [], 0, False, True, None)
     k = _pair(args[1])
     attrs = {"kernel": k, "stride": _pair(args[2] or k), "padding": _pair(args[3]), "ceil_mode": bool(args[4]),
              "count_include_pad": bool(args[5]), "divisor_override": args[6]}

@@ -67,7 +67,7 @@ class Lowering:
 
     def const(self, array: np.ndarray, hint: str = "c") -> str:
         name = self.fresh(hint)
-        arr = np.ascontiguousarray(array)
+        arr = np.array(array, order="C", copy=True)
         self.consts[name] = arr
         self.types[name] = TensorType(_np_ir(arr.dtype), tuple(int(s) for s in arr.shape))
         return name

@@ -207,7 +207,7 @@ def run_node(n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: lis
     if op == "cumsum":
         return [np.cumsum(x, axis=a["axis"]).astype(x.dtype)]
     if op == "permute":
-        return [np.ascontiguousarray(np.transpose(x, a["perm"]))]
+        return [np.transpose(x, a["perm"]).copy()]
     if op in ("expand", "reshape"):
         shape = evaluate_shape(a["shape"], bind)
         return [np.broadcast_to(x, shape).copy() if op == "expand" else x.reshape(shape)]

@@ -13,6 +13,8 @@
 #define WT_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define WT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WT_INLINE static inline __attribute__((always_inline))
+/* Heavy kernels are compiled once, at -O3, in kernels.c; model code (at -Os) links to them. */
+#define WT_KERNEL __attribute__((visibility("hidden")))
 
 typedef uint8_t wt_bool;
 

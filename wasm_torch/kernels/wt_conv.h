@@ -4,7 +4,7 @@
 #pragma once
 #include "wt_base.h"
 
-static void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
+WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
                           int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw, int dh,
                           int dw, int groups) {
     int cg = C / groups, ocg = OC / groups;

@@ -7,7 +7,7 @@
 #pragma once
 #include "wt_base.h"
 
-static void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
+WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
                           int N, int K, int a_bstride, int w_bstride) {
     for (int b = 0; b < batch; b++) {
         const float* A = a + (size_t)b * a_bstride;

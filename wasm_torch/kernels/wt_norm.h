@@ -3,7 +3,7 @@
 #pragma once
 #include "wt_base.h"
 
-static void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
+WT_KERNEL void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
     for (int o = 0; o < outer; o++) {
         for (int in = 0; in < inner; in++) {
             const float* xp = x + (size_t)o * n * inner + in;
@@ -28,7 +28,7 @@ static void wt_softmax_f32(float* out, const float* x, int outer, int n, int inn
     }
 }
 
-static void wt_layer_norm_f32(float* out, const float* x, const float* w, const float* b, int outer, int n,
+WT_KERNEL void wt_layer_norm_f32(float* out, const float* x, const float* w, const float* b, int outer, int n,
                               float eps) {
     for (int o = 0; o < outer; o++) {
         const float* xp = x + (size_t)o * n;

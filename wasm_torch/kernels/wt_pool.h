@@ -3,7 +3,7 @@
 #pragma once
 #include "wt_base.h"
 
-static void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int kh, int kw,
+WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int kh, int kw,
                           int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
                           int divisor_override) {
     for (int c = 0; c < NC; c++) {
@@ -40,7 +40,7 @@ static void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int 
     }
 }
 
-static void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW) {
+WT_KERNEL void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW) {
     for (int c = 0; c < NC; c++) {
         const float* xp = x + (size_t)c * H * W;
         for (int i = 0; i < OH; i++) {

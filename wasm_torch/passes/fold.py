@@ -29,7 +29,7 @@ def fold_constants(g: Graph) -> Graph:
                 args = [consts[i] if i else None for i in n.inputs]
                 outs = run_node(n, args, {}, [types[o].shape for o in n.outputs])
                 for o, v in zip(n.outputs, outs, strict=True):
-                    consts[o] = np.ascontiguousarray(v)
+                    consts[o] = np.array(v, order="C", copy=True)
                 continue
         nodes.append(n)
     return g.replace(nodes=tuple(nodes), consts=consts, types=types)

@@ -112,7 +112,8 @@ class Server:
             pool = self.registry.get(name)
             model = name
             body = await read_body(request, self.settings.max_body_bytes)
-            req = parse_infer_request(loads_strict(body), pool.inputs, pool.outputs, self.settings.max_elements)
+            req = parse_infer_request(loads_strict(body), pool.inputs, pool.outputs,
+                                      self.settings.max_elements)
             record["id"] = req.id
             threshold = self.settings.anomaly_reject_score
             score = self.scorers[name].score(req.inputs, learn_below=threshold)
@@ -128,7 +129,7 @@ class Server:
             if req.id is not None:
                 body_out["id"] = req.id
             response = json_response(body_out)
-        except Exception as exc:  # noqa: BLE001 - every exception becomes a clear JSON error
+        except Exception as exc:  # every exception becomes a clear JSON error
             status, kind = classify(exc)
             if kind == "internal":
                 log.exception("internal error serving %r", model)
@@ -202,7 +203,7 @@ def create_app(
         try:
             server.admit(request)
             pool = server.registry.get(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return error_response(exc)
         return json_response({"name": name, "versions": [MODEL_VERSION], "platform": "wasm-torch_wasm32",
                               "inputs": [tensor_metadata(s) for s in pool.inputs],
@@ -212,7 +213,7 @@ def create_app(
         try:
             server.admit(request)
             ok = server.registry.get(name).ready
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return error_response(exc)
         return json_response({"name": name, "ready": ok}, 200 if ok else 503)
 
@@ -223,7 +224,7 @@ def create_app(
         try:
             server.admit(request)
             return json_response({"name": name, **server.registry.get(name).describe()})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return error_response(exc)
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/" + MODEL_VERSION):
@@ -238,7 +239,7 @@ def create_app(
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     async def prometheus() -> Response:
         for pool in server.registry.pools.values():
-            pool.check()  # refresh gauges
+            pool.refresh_gauges()
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def openapi() -> dict[str, Any]:
@@ -256,5 +257,5 @@ def _version() -> str:
     try:
         from importlib.metadata import version
         return version("wasm-torch")
-    except Exception:  # noqa: BLE001 - running from a source tree
+    except Exception:  # running from a source tree
         return "0.1.0"

@@ -151,7 +151,9 @@ class WeightedScore:
 
     name = "weighted"
 
-    def __init__(self, rng: random.Random | None = None, weights: tuple[float, float, float] = (0.4, 0.3, 0.3)):
+    def __init__(
+        self, rng: random.Random | None = None, weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    ) -> None:
         self.rng = rng or random.Random()
         self.weights = weights
 

@@ -57,7 +57,8 @@ class CircuitBreaker:
             self._maybe_half_open()
             if self._state is State.CLOSED:
                 return True
-            return self._state is State.HALF_OPEN and self._probes_out + self._probes_ok < self.half_open_calls
+            budget = self._probes_out + self._probes_ok < self.half_open_calls
+            return self._state is State.HALF_OPEN and budget
 
     # --- protocol ---------------------------------------------------------------------------
     def allow(self) -> bool:

@@ -116,7 +116,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
 
 
 def public_message(exc: BaseException) -> str:
-    status, kind = classify(exc)
+    _, kind = classify(exc)
     if kind == "internal":
         return "internal server error"  # never leak internals of an unexpected exception
     return str(exc) or kind.replace("_", " ")

@@ -18,7 +18,7 @@ from wasm_torch.serve.replica import current_replica
 Inputs = Mapping[str, np.ndarray]
 
 
-class WorkerKilled(BaseException):  # noqa: N818 - not an error a handler should catch
+class WorkerKilled(BaseException):
     """Escapes every `except Exception`: the worker thread dies as if killed."""
 
 

@@ -80,7 +80,9 @@ class ModelPool:
         }
 
     # --- requests -------------------------------------------------------------------------
-    def submit(self, inputs: Mapping[str, np.ndarray], key: bytes | None = None) -> Future[dict[str, np.ndarray]]:
+    def submit(
+        self, inputs: Mapping[str, np.ndarray], key: bytes | None = None
+    ) -> Future[dict[str, np.ndarray]]:
         if self._closed.is_set():
             raise Unavailable(f"model {self.name!r} is shutting down")
         inputs = dict(inputs)
@@ -95,7 +97,8 @@ class ModelPool:
                 job.resolve(hit)
                 return job.future
             job.future.add_done_callback(lambda f: self._remember(digest, f))
-        key = key if key is not None else (input_digest(inputs) if self.settings.balancer == "weighted" else None)
+        if key is None and self.settings.balancer == "weighted":
+            key = input_digest(inputs)  # affinity: the same input goes to the same replica
         job.meta["key"] = key
         self._dispatch(job)
         return job.future
@@ -157,6 +160,10 @@ class ModelPool:
         for r in self.replicas:
             for job, exc in r.check():
                 self._reroute(job, exc)
+        self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        for r in self.replicas:
             labels = (self.name, str(r.rid))
             self.metrics.circuit.labels(*labels).set(int(r.breaker.state))
             self.metrics.healthy.labels(*labels).set(int(r.available and r.breaker.would_allow()))

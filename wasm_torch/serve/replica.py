@@ -60,6 +60,7 @@ class Replica:
         self.restarts = 0
         self.memory_bytes = 0
         self.recent: deque[tuple[float, float, bool]] = deque(maxlen=256)  # (time, latency, ok)
+        self.completed = 0  # calls ever appended to `recent`
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._generation = 0
@@ -162,10 +163,10 @@ class Replica:
             self._generation += 1
             self._instance = None  # the new worker builds a fresh instance in its own thread
             self.restarts += 1
-        log.warning("%s replica %d: %s; restarting", self.model, self.rid, reason)
+            self._spawn()  # under the lock: a concurrent check() sees the new, live thread
+        log.warning("%s replica %d: %s; restarted", self.model, self.rid, reason)
         self.metrics.restarts.labels(self.model, str(self.rid), reason.replace(" ", "_")).inc()
         self.breaker.record(False)
-        self._spawn()
         return out
 
     # --- worker --------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class Replica:
         _local.rid = self.rid
         try:
             self._loop(gen)
-        except BaseException as exc:  # noqa: BLE001 - a killed worker: the watchdog recovers its jobs
+        except BaseException as exc:  # a killed worker: the watchdog recovers its jobs
             self.death = exc
             log.error("%s replica %d worker died: %r", self.model, self.rid, exc)
 
@@ -256,7 +257,7 @@ class Replica:
         try:
             inputs = batch[0].inputs if len(batch) == 1 else concat([j.inputs for j in batch])
             outputs = self._instance.run(inputs)
-        except Exception as exc:  # noqa: BLE001 - every failure is classified in _failed
+        except Exception as exc:  # every failure is classified in _failed
             if gen != self._generation:
                 return True
             if len(batch) == 1:
@@ -287,10 +288,11 @@ class Replica:
         they say nothing about the replica's health."""
         self.stats.finished(latency, ok)
         self.recent.append((self.clock(), latency, ok))
+        self.completed += 1
         self.breaker.record(ok)
 
     def _sample_memory(self) -> None:
         try:
             self.memory_bytes = int(self._instance.stats().get("memory_bytes", 0))
-        except Exception:  # noqa: BLE001 - stats are best effort
+        except Exception:  # stats are best effort
             self.memory_bytes = 0
