@@ -44,10 +44,10 @@ def test_noisy_cue_retrieves_the_nearest_stored_pattern():
     cue = flip(x[target], 0.25, g)
     nearest = (cue @ x.T).argmax(-1)  # oracle: maximal overlap
     assert (nearest == target).all()
-    out = ModernHopfield(beta=0.5, steps=1)(cue.unsqueeze(0), x.unsqueeze(0)).squeeze(0)
+    out = ModernHopfield(beta=1.0, steps=1)(cue.unsqueeze(0), x.unsqueeze(0)).squeeze(0)
     torch.testing.assert_close(out, x[target], atol=1e-3, rtol=0)
     # a stored pattern is a fixed point
-    torch.testing.assert_close(hopfield_update(x, x, x, 0.5), x, atol=1e-9, rtol=0)
+    torch.testing.assert_close(hopfield_update(x, x, x, 1.0), x, atol=1e-9, rtol=0)
 
 
 def test_three_level_hierarchy_item_category_supercategory():
@@ -56,15 +56,19 @@ def test_three_level_hierarchy_item_category_supercategory():
     cat_of = torch.arange(96) % 12
     super_of = torch.arange(12) % 3
     net = HierarchicalHopfield([(items, None), (items, cats[cat_of]), (cats, supers[super_of])],
-                               betas=[0.5, 0.5, 0.5], steps=2)
+                               betas=[1.0, 1.0, 1.0], steps=2)
     target = torch.randint(0, 96, (300,), generator=g)
     cue = flip(items[target], 0.3, g)
-    lvl0, lvl1, lvl2 = net(cue)
-    acc0 = ((lvl0 @ items.T).argmax(-1) == target).double().mean().item()
-    acc1 = ((lvl1 @ cats.T).argmax(-1) == cat_of[target]).double().mean().item()
-    acc2 = ((lvl2 @ supers.T).argmax(-1) == super_of[cat_of[target]]).double().mean().item()
-    assert acc0 == acc1 == acc2 == 1.0
-    torch.testing.assert_close(lvl2, supers[super_of[cat_of[target]]], atol=1e-3, rtol=0)
+    top2 = (cue @ items.T).topk(2, dim=-1)
+    clear = top2.values[:, 0] > top2.values[:, 1]  # drop the few cues exactly tied between two items
+    assert clear.double().mean() > 0.95
+    nearest = top2.indices[clear, 0]  # oracle for level 0: the stored item with maximal overlap
+    lvl0, lvl1, lvl2 = (o[clear] for o in net(cue))
+    assert ((lvl0 @ items.T).argmax(-1) == nearest).all()
+    assert ((lvl1 @ cats.T).argmax(-1) == cat_of[nearest]).all()
+    torch.testing.assert_close(lvl2, supers[super_of[cat_of[nearest]]], atol=1e-3, rtol=0)
+    target = target[clear]
+    assert (nearest == target).double().mean() > 0.9  # 30 % flipped bits: most cues stay nearest their item
 
 
 def test_learnable_memories_receive_gradients():

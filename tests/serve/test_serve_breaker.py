@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from wasm_torch.serve.breaker import CircuitBreaker, State
 from wasm_torch.serve.clock import FakeClock
@@ -122,7 +122,6 @@ class BreakerMachine(RuleBasedStateMachine):
     def wait(self, dt: float) -> None:
         self.clock.advance(dt)
 
-    @precondition(lambda self: True)
     @invariant()
     def same_state(self) -> None:
         names = {"closed": State.CLOSED, "open": State.OPEN, "half": State.HALF_OPEN}

@@ -210,7 +210,7 @@ class Emitter:
         lim, step = c_dim(self.t(x).shape[axis]), c_dim(xs[axis])
 
         def body(o: list[str]) -> None:
-            i = f"wt_check_index({self.var(idx)}[{o[2]}], {lim})"
+            i = f"wt_check_index({self.at(idx, o[2])}, {lim})"
             self.w.line(f"{self.var(out)}[{o[0]}] = {self.var(x)}[{o[1]} + {i} * {step}];")
 
         cs = contiguous_strides(shape)
@@ -229,7 +229,7 @@ class Emitter:
 
         def body(o: list[str]) -> None:
             terms = [o[1]] + [
-                f"wt_check_index({self.var(i)}[{o[2 + j]}], {c_dim(xt.shape[j])}) * {c_dim(xs[j])}"
+                f"wt_check_index({self.at(i, o[2 + j])}, {c_dim(xt.shape[j])}) * {c_dim(xs[j])}"
                 for j, i in enumerate(idxs)
             ]
             self.w.line(f"{self.var(out)}[{o[0]}] = {self.var(x)}[{' + '.join(terms)}];")

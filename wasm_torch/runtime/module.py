@@ -115,9 +115,7 @@ class WasmModule:
             raise ArtifactError(f"{self.path / WEIGHTS} has {weights.size} bytes, manifest says {m.weights_bytes}")
         np.frombuffer(self._buf, np.uint8, weights.size, self.W)[:] = weights
         nargs = 2 + len(m.symbols)
-        self._args = (ffi.wasmtime_val_raw_t * max(nargs, 1))()
-        self._args[0].i32 = self.W
-        self._args[1].i32 = self.A
+        self._args = (ffi.wasmtime_val_raw_t * nargs)()
         self._nargs = nargs
         self._sym_index = {s.name: k for k, s in enumerate(m.symbols)}
 
@@ -189,6 +187,8 @@ class WasmModule:
         syms = self._bind(arrays)
         for spec, arr in zip(self.inputs, arrays, strict=True):
             np.copyto(self._view(spec, arr.shape), arr, casting="unsafe")
+        self._args[0].i32 = self.W  # the call writes its result into slot 0, so set every arg each time
+        self._args[1].i32 = self.A
         for name, k in self._sym_index.items():
             self._args[2 + k].i32 = syms[name]
         t0 = time.perf_counter()

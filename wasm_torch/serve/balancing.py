@@ -66,7 +66,9 @@ class LoadStats:
         self._stamp = now
 
     def cost(self) -> float:
-        return max(self.ewma_s, 1e-6) * (self.outstanding + 1)
+        """Decays toward 0 while idle (as Finagle does), so a shunned replica is probed again."""
+        idle = max(0.0, self.clock() - self._stamp)
+        return max(self.ewma_s * math.exp(-idle / self.tau_s), 1e-6) * (self.outstanding + 1)
 
     @property
     def utilisation(self) -> float:

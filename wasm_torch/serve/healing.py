@@ -122,7 +122,10 @@ class Orchestrator:
                         h.isolated_at = None
                         self._event(now, pool, r.rid, "rejoin")
                     continue
-                bad = self.assess(h, self.signals(pool, r.rid, h))
+                sig = self.signals(pool, r.rid, h)
+                if "latency" not in sig and "errors" not in sig:
+                    continue  # no calls since the last tick: no evidence either way
+                bad = self.assess(h, sig)
                 any_bad = any_bad or bool(bad)
                 if bad:
                     self._escalate(now, pool, r.rid, h)
