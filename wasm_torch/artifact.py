@@ -101,7 +101,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise ArtifactError(f"{folder} is not an artifact folder (compile a model with wasm_torch.compile first)")
+        raise ArtifactError(
+            f"{folder} is not an artifact folder (compile a model with wasm_torch.compile first)"
+        )
     if not path.exists():
         raise ArtifactError(f"{path} is missing: {folder} is not a wasm-torch artifact")
     try:
@@ -130,8 +132,13 @@ def verify_files(folder: str | Path, manifest: Manifest) -> None:
             )
 
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
-        ast.Mod: operator.mod}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
 
 
 def eval_dim(expr: int | str, symbols: dict[str, int]) -> int:

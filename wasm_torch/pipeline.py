@@ -1,7 +1,7 @@
 """`compile()`: PyTorch model -> verified wasm artifact. Reads top to bottom as the stages run.
 
-    torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zig cc -> wasm
-    -> write to a temporary folder -> run it against PyTorch -> only then move it to out_dir
+torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zig cc -> wasm
+-> write to a temporary folder -> run it against PyTorch -> only then move it to out_dir
 """
 
 from __future__ import annotations
@@ -78,9 +78,18 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = round((time.perf_counter() - t0) * 1e3, 1)
 
 
-def compile(model: torch.nn.Module, example_inputs: tuple | list | torch.Tensor, out_dir: str | Path, *,
-            dynamic_shapes: Any = None, name: str | None = None, atol: float = 1e-4, rtol: float = 1e-3,
-            validate: bool = True, progress: bool | Callable[[str], None] = False) -> Artifact:
+def compile(
+    model: torch.nn.Module,
+    example_inputs: tuple | list | torch.Tensor,
+    out_dir: str | Path,
+    *,
+    dynamic_shapes: Any = None,
+    name: str | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    validate: bool = True,
+    progress: bool | Callable[[str], None] = False,
+) -> Artifact:
     """Compile `model` to a wasm artifact folder at `out_dir`, checked against PyTorch first.
 
     example_inputs: the tensors to trace with (a tuple, or one tensor). dynamic_shapes: torch.export's
@@ -116,13 +125,19 @@ def compile(model: torch.nn.Module, example_inputs: tuple | list | torch.Tensor,
         wasm = compile_c(c_source, cfg)
     step("build")
 
-    tmp = Path(tempfile.mkdtemp(prefix=".wasm_torch_", dir=out_dir.parent if out_dir.parent.exists() else None))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=".wasm_torch_", dir=out_dir.parent if out_dir.parent.exists() else None)
+    )
     try:
         with _timed(t, "write"):
             _write(tmp, g, plan, wasm, name, c_source if cfg.debug >= 2 else None)
         step("write")
-        report: dict[str, Any] = {"timings_ms": t, "ops": g.op_counts(), "arena_bytes": plan.arena_bytes,
-                                  "arena_unplanned_bytes": plan.unplanned_bytes}
+        report: dict[str, Any] = {
+            "timings_ms": t,
+            "ops": g.op_counts(),
+            "arena_bytes": plan.arena_bytes,
+            "arena_unplanned_bytes": plan.unplanned_bytes,
+        }
         if validate:  # A8: refuse to write an artifact that disagrees with PyTorch
             with _timed(t, "validate"):
                 report["validation"] = _validate(model, example_inputs, tmp, atol, rtol)
@@ -149,26 +164,42 @@ def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, c_s
         off = plan.weight_offsets[c]
         data = arr.tobytes(order="C")
         blob[off : off + len(data)] = data
-        weights.append({"name": c, "dtype": DTYPES[g.types[c].dtype].name, "shape": list(arr.shape), "offset": off})
+        weights.append(
+            {"name": c, "dtype": DTYPES[g.types[c].dtype].name, "shape": list(arr.shape), "offset": off}
+        )
     (folder / WEIGHTS).write_bytes(bytes(blob))
 
     def spec(v: str, k: int, prefix: str) -> dict[str, Any]:
         t = g.types[v]
-        return TensorSpec(v if prefix == "input" else f"output_{k}", DTYPES[t.dtype].name,
-                          tuple(py_dim(d) for d in t.shape), plan.offsets[v]).to_json()
+        return TensorSpec(
+            v if prefix == "input" else f"output_{k}",
+            DTYPES[t.dtype].name,
+            tuple(py_dim(d) for d in t.shape),
+            plan.offsets[v],
+        ).to_json()
 
     manifest = {
         "format": FORMAT,
         "name": name,
         "entry": ENTRY,
-        "compiler": {"wasm_torch": __version__, "torch": torch.__version__, "ziglang": version("ziglang"),
-                     "flags": FLAGS},
-        "symbols": [{"name": s.name, "min": s.min, "max": s.max, "input": s.input, "axis": s.axis}
-                    for s in g.symbols.values()],
+        "compiler": {
+            "wasm_torch": __version__,
+            "torch": torch.__version__,
+            "ziglang": version("ziglang"),
+            "flags": FLAGS,
+        },
+        "symbols": [
+            {"name": s.name, "min": s.min, "max": s.max, "input": s.input, "axis": s.axis}
+            for s in g.symbols.values()
+        ],
         "inputs": [spec(v, k, "input") for k, v in enumerate(g.inputs)],
         "outputs": [spec(v, k, "output") for k, v in enumerate(g.outputs)],
-        "memory": {"weights_bytes": plan.weights_bytes, "arena_bytes": plan.arena_bytes,
-                   "arena_unplanned_bytes": plan.unplanned_bytes, "align": 64},
+        "memory": {
+            "weights_bytes": plan.weights_bytes,
+            "arena_bytes": plan.arena_bytes,
+            "arena_unplanned_bytes": plan.unplanned_bytes,
+            "align": 64,
+        },
         "ops": g.op_counts(),
         "weights": weights,
         "files": {WASM: file_entry(folder / WASM), WEIGHTS: file_entry(folder / WEIGHTS)},
@@ -209,11 +240,17 @@ def compare(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: fl
         within = bool(np.all(diff <= atol + rtol * np.abs(b64)))
         per.append({"max_abs_err": max_abs, "max_rel_err": max_rel})
         ok &= within
-    return {"ok": ok, "outputs": per, "max_abs_err": max(p["max_abs_err"] for p in per) if per else 0.0,
-            "max_rel_err": max(p["max_rel_err"] for p in per) if per else 0.0}
+    return {
+        "ok": ok,
+        "outputs": per,
+        "max_abs_err": max(p["max_abs_err"] for p in per) if per else 0.0,
+        "max_rel_err": max(p["max_rel_err"] for p in per) if per else 0.0,
+    }
 
 
-def _validate(model: torch.nn.Module, inputs: tuple, folder: Path, atol: float, rtol: float) -> dict[str, Any]:
+def _validate(
+    model: torch.nn.Module, inputs: tuple, folder: Path, atol: float, rtol: float
+) -> dict[str, Any]:
     want = reference_outputs(model, inputs)
     mod = WasmModule(folder)
     got = mod(*[x.detach().cpu().numpy() for x in inputs])

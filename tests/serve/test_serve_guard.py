@@ -70,7 +70,8 @@ def test_benign_corpus_has_no_false_positives():
     with TestClient(app) as c:
         statuses = [c.post("/v2/models/mlp/infer", json=req).status_code for req in benign(300)]
         assert statuses == [200] * 300
-        weird = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [900.0, -800, 700, 5]}]}
+        data = [900.0, -800, 700, 5]
+        weird = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": data}]}
         r = c.post("/v2/models/mlp/infer", json=weird)
         assert r.status_code == 422 and "anomaly" in r.json()["error"]
 
@@ -90,8 +91,8 @@ def test_bearer_auth():
 
 def test_flood_is_rate_limited_per_client_and_others_still_served():
     clock = FakeClock()
-    app = create_app({"mlp": FakeModel}, SETTINGS.with_(rate_limit_per_s=5, rate_limit_burst=10,
-                                                        auth_tokens=frozenset({"aaaa1", "bbbb2"})), clock=clock)
+    s = SETTINGS.with_(rate_limit_per_s=5, rate_limit_burst=10, auth_tokens=frozenset({"aaaa1", "bbbb2"}))
+    app = create_app({"mlp": FakeModel}, s, clock=clock)
     with TestClient(app) as c:
         a, b = {"Authorization": "Bearer aaaa1"}, {"Authorization": "Bearer bbbb2"}
         req = next(benign(1))

@@ -169,3 +169,25 @@ def test_result_cache_hits(make_pool):
     pool.clear_caches()
     pool.infer({"x": a})
     assert sum(m.calls for m in models) == 2
+
+
+def test_replica_that_cannot_reload_hands_its_work_to_the_others(make_pool, plan):
+    from wasm_torch.errors import ArtifactError
+
+    made = []
+
+    def factory() -> FakeModel:
+        if len(made) >= 2:
+            raise ArtifactError("artifact vanished")
+        made.append(FakeModel())
+        return made[-1]
+
+    pool = make_pool(factory, replicas=2, balancer="round_robin", max_batch_size=1)
+    plan.add("trap", replica=0)
+    fs = [pool.submit({"x": x(1, i)}) for i in range(20)]
+    wait(fs, timeout=10)
+    errors = [f.exception() for f in fs]
+    assert sum(isinstance(e, TrapError) for e in errors) == 1
+    assert sum(e is None for e in errors) == 19
+    assert pool.replicas[0].broken is not None and not pool.replicas[0].available
+    assert pool.ready and pool.infer({"x": x(1)})["y"].shape == (1, 3)

@@ -25,18 +25,34 @@ from ..errors import BuildError
 STACK_BYTES = 1 << 20
 
 COMMON = [
-    "-target", "wasm32-freestanding", "-msimd128", "-mbulk-memory", "-mnontrapping-fptoint", "-msign-ext",
+    "-target",
+    "wasm32-freestanding",
+    "-msimd128",
+    "-mbulk-memory",
+    "-mnontrapping-fptoint",
+    "-msign-ext",
     # fast-math lets clang reassociate (vectorise reductions); -fno-finite-math-only keeps the inf/NaN
     # semantics that attention masks (-inf) and NaN propagation rely on.
-    "-ffast-math", "-fno-finite-math-only", "-fno-math-errno",
-    "-nostdlib", "-fvisibility=hidden", "-ffunction-sections", "-fdata-sections",
-    "-Wno-unused-function", "-Wno-unused-variable",
+    "-ffast-math",
+    "-fno-finite-math-only",
+    "-fno-math-errno",
+    "-nostdlib",
+    "-fvisibility=hidden",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-Wno-unused-function",
+    "-Wno-unused-variable",
 ]
 KERNEL_FLAGS = ["-O3"]
 MODEL_FLAGS = ["-Os"]
 LINK_FLAGS = [
-    "-Wl,--no-entry", "-Wl,--export-dynamic", "-Wl,--export=__heap_base", "-Wl,--gc-sections",
-    f"-Wl,-z,stack-size={STACK_BYTES}", "-Wl,--strip-debug",
+    "-Wl,--no-entry",
+    "-Wl,--export-dynamic",
+    "-Wl,--export=__heap_base",
+    "-Wl,--export=__stack_pointer",
+    "-Wl,--gc-sections",
+    f"-Wl,-z,stack-size={STACK_BYTES}",
+    "-Wl,--strip-debug",
 ]
 FLAGS = [*COMMON, *KERNEL_FLAGS, *MODEL_FLAGS, *LINK_FLAGS]
 
@@ -93,8 +109,11 @@ def kernels_object(settings: Settings) -> Path:
         return obj
     with tempfile.TemporaryDirectory(prefix="wasm_torch_k_") as tmp:
         out = Path(tmp) / "kernels.o"
-        _run([*zig_command(), *COMMON, *KERNEL_FLAGS, "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
-             settings, "compiling the kernel library")
+        _run(
+            [*zig_command(), *COMMON, *KERNEL_FLAGS, "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
+            settings,
+            "compiling the kernel library",
+        )
         _store(obj, out.read_bytes())
     return obj
 
@@ -109,8 +128,12 @@ def compile_c(c_source: str, settings: Settings) -> bytes:
     with tempfile.TemporaryDirectory(prefix="wasm_torch_build_") as tmp:
         src, obj, out = Path(tmp) / "model.c", Path(tmp) / "model.o", Path(tmp) / "model.wasm"
         src.write_text(c_source)
-        _run([*zig_command(), *COMMON, *MODEL_FLAGS, "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
-             settings, "compiling the model code", keep=src)
+        _run(
+            [*zig_command(), *COMMON, *MODEL_FLAGS, "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
+            settings,
+            "compiling the model code",
+            keep=src,
+        )
         _run([*zig_command(), *COMMON, *LINK_FLAGS, str(obj), str(kobj), "-o", str(out)], settings, "linking")
         data = out.read_bytes()
     _store(cached, data)

@@ -12,7 +12,14 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 
-CTYPE = {"f32": "float", "i64": "int64_t", "i32": "int32_t", "u8": "uint8_t", "i8": "int8_t", "bool": "uint8_t"}
+CTYPE = {
+    "f32": "float",
+    "i64": "int64_t",
+    "i32": "int32_t",
+    "u8": "uint8_t",
+    "i8": "int8_t",
+    "bool": "uint8_t",
+}
 
 FLOAT_ONLY = {
     "gelu": "wt_geluf({0})",
@@ -69,7 +76,7 @@ def literal(value: object, dtype: str) -> str:
     if dtype == "f32":
         v = float(np.float32(value))
         if math.isnan(v):
-            return "__builtin_nanf(\"\")"
+            return '__builtin_nanf("")'
         if math.isinf(v):
             return "__builtin_inff()" if v > 0 else "(-__builtin_inff())"
         return f"{v!r}f" if "e" in repr(v) or "." in repr(v) else f"{v!r}.0f"

@@ -68,8 +68,13 @@ class Emitter:
         return lit if lit is not None else f"{self.var(v)}[{off}]"
 
     # ---- loops ----------------------------------------------------------------------------------
-    def loops(self, shape: tuple[Dim, ...], strides: list[list[Dim]], bases: list[str],
-              body: Callable[[list[str]], None]) -> None:
+    def loops(
+        self,
+        shape: tuple[Dim, ...],
+        strides: list[list[Dim]],
+        bases: list[str],
+        body: Callable[[list[str]], None],
+    ) -> None:
         """Nested loops over `shape`; body gets one C offset expression per operand."""
         dims = [(d, [s[i] for s in strides]) for i, d in enumerate(shape) if d != 1]
         merged: list[tuple[Dim, list[Dim]]] = []
@@ -110,13 +115,17 @@ class Emitter:
             for v in self._used_values():
                 ct = CTYPE[self.t(v).dtype]
                 if v in self.plan.weight_offsets:
-                    w.line(f"const {ct}* const {self.var(v)} = (const {ct}*)(W + {self.plan.weight_offsets[v]});")
+                    w.line(
+                        f"const {ct}* const {self.var(v)} = (const {ct}*)(W + {self.plan.weight_offsets[v]});"
+                    )
                 else:
                     w.line(f"{ct}* const {self.var(v)} = ({ct}*)(A + {self.plan.offsets[v]});")
             for k, n in enumerate(g.nodes):
                 if n.op in ALIAS:
                     continue
-                w.line(f"/* n{k} {n.op} -> {n.outputs[0]}{': ' + _c_comment(n.source) if n.source else ''} */")
+                w.line(
+                    f"/* n{k} {n.op} -> {n.outputs[0]}{': ' + _c_comment(n.source) if n.source else ''} */"
+                )
                 self.node(n)
             w.line("return 0;")
         return w.source()
@@ -148,7 +157,9 @@ class Emitter:
         ot = self.t(out)
         in_dtype = self.t(n.inputs[1]).dtype if n.op == "where" else self.t(n.inputs[0]).dtype
         tmpl = expr(n.op, in_dtype, ot.dtype, n.attrs)
-        strides = [contiguous_strides(ot.shape)] + [broadcast_strides(self.t(i).shape, ot.shape) for i in n.inputs]
+        strides = [contiguous_strides(ot.shape)] + [
+            broadcast_strides(self.t(i).shape, ot.shape) for i in n.inputs
+        ]
         cast = f"({CTYPE[ot.dtype]})"
 
         def body(offs: list[str]) -> None:
@@ -157,10 +168,22 @@ class Emitter:
 
         self.loops(ot.shape, strides, ["0"] * len(strides), body)
 
-    def copy_loop(self, shape: tuple[Dim, ...], out: str, out_strides: list[Dim], out_base: str, src: str,
-                  src_strides: list[Dim], src_base: str) -> None:
-        self.loops(shape, [out_strides, src_strides], [out_base, src_base],
-                   lambda o: self.w.line(f"{self.var(out)}[{o[0]}] = {self.at(src, o[1])};"))
+    def copy_loop(
+        self,
+        shape: tuple[Dim, ...],
+        out: str,
+        out_strides: list[Dim],
+        out_base: str,
+        src: str,
+        src_strides: list[Dim],
+        src_base: str,
+    ) -> None:
+        self.loops(
+            shape,
+            [out_strides, src_strides],
+            [out_base, src_base],
+            lambda o: self.w.line(f"{self.var(out)}[{o[0]}] = {self.at(src, o[1])};"),
+        )
 
     def op_permute(self, n: Node) -> None:
         x, out = n.inputs[0], n.outputs[0]
@@ -171,7 +194,9 @@ class Emitter:
     def op_expand(self, n: Node) -> None:
         x, out = n.inputs[0], n.outputs[0]
         shape = self.t(out).shape
-        self.copy_loop(shape, out, contiguous_strides(shape), "0", x, broadcast_strides(self.t(x).shape, shape), "0")
+        self.copy_loop(
+            shape, out, contiguous_strides(shape), "0", x, broadcast_strides(self.t(x).shape, shape), "0"
+        )
 
     def op_slice(self, n: Node) -> None:
         x, out = n.inputs[0], n.outputs[0]
@@ -188,8 +213,9 @@ class Emitter:
         start: Dim = 0
         for x in n.inputs:
             xt = self.t(x)
-            self.copy_loop(xt.shape, out, os, c_dim(sympy.expand(start * os[axis])), x,
-                           contiguous_strides(xt.shape), "0")
+            self.copy_loop(
+                xt.shape, out, os, c_dim(sympy.expand(start * os[axis])), x, contiguous_strides(xt.shape), "0"
+            )
             start = start + xt.shape[axis]
 
     def op_pad(self, n: Node) -> None:
@@ -247,8 +273,12 @@ class Emitter:
         ot = self.t(out)
         v = a["value"]
         val = f"({CTYPE[ot.dtype]})({c_dim(v)})" if isinstance(v, sympy.Expr) else literal(v, ot.dtype)
-        self.loops(ot.shape, [contiguous_strides(ot.shape)], ["0"],
-                   lambda o: self.w.line(f"{self.var(out)}[{o[0]}] = {val};"))
+        self.loops(
+            ot.shape,
+            [contiguous_strides(ot.shape)],
+            ["0"],
+            lambda o: self.w.line(f"{self.var(out)}[{o[0]}] = {val};"),
+        )
 
     def reduce(self, n: Node) -> None:
         x, out, a = n.inputs[0], n.outputs[0], n.attrs
@@ -262,9 +292,12 @@ class Emitter:
         lo = "(-__builtin_inff())" if is_f else "INT64_MIN"
         hi = "__builtin_inff()" if is_f else "INT64_MAX"
         init, step = {
-            "reduce_sum": ("0", "acc += {v};"), "reduce_mean": ("0", "acc += {v};"),
-            "reduce_prod": ("1", "acc *= {v};"), "reduce_max": (lo, "if ({v} > acc || {v} != {v}) acc = {v};"),
-            "reduce_min": (hi, "if ({v} < acc || {v} != {v}) acc = {v};"), "reduce_any": ("0", "acc = acc || {v};"),
+            "reduce_sum": ("0", "acc += {v};"),
+            "reduce_mean": ("0", "acc += {v};"),
+            "reduce_prod": ("1", "acc *= {v};"),
+            "reduce_max": (lo, "if ({v} > acc || {v} != {v}) acc = {v};"),
+            "reduce_min": (hi, "if ({v} < acc || {v} != {v}) acc = {v};"),
+            "reduce_any": ("0", "acc = acc || {v};"),
             "reduce_all": ("1", "acc = acc && {v};"),
             "argmax": (lo, "if ({v} > acc) {{ acc = {v}; best = {i}; }}"),
         }[n.op]
@@ -328,9 +361,11 @@ class Emitter:
         shape = self.t(x).shape
         k = n.attrs["n_axes"]
         outer, inner = c_dim(_prod(list(shape[:-k]))), c_dim(_prod(list(shape[-k:])))
-        wv, bv = (n.inputs + ("", ""))[1:3]
-        self.w.line(f"wt_layer_norm_f32({self.var(out)}, {self.var(x)}, {self._opt(wv)}, {self._opt(bv)}, "
-                    f"{outer}, {inner}, {literal(n.attrs['eps'], 'f32')});")
+        wv, bv = (*n.inputs, "", "")[1:3]
+        self.w.line(
+            f"wt_layer_norm_f32({self.var(out)}, {self.var(x)}, {self._opt(wv)}, {self._opt(bv)}, "
+            f"{outer}, {inner}, {literal(n.attrs['eps'], 'f32')});"
+        )
 
     def op_matmul(self, n: Node) -> None:
         a, b, out = n.inputs[0], n.inputs[1], n.outputs[0]
@@ -348,26 +383,55 @@ class Emitter:
             raise UnsupportedOpError(f"matmul with partially broadcast batch dims {at} @ {bt}")
 
         bias = n.inputs[2] if len(n.inputs) > 2 else ""
-        self.w.line(f"wt_matmul_f32({self.var(out)}, {self.var(a)}, {self.var(b)}, {self._opt(bias)}, "
-                    f"{c_dim(batch)}, {c_dim(M)}, {c_dim(N)}, {c_dim(K)}, {c_dim(bstride(at, M * K))}, "
-                    f"{c_dim(bstride(bt, K * N))});")
+        self.w.line(
+            f"wt_matmul_f32({self.var(out)}, {self.var(a)}, {self.var(b)}, {self._opt(bias)}, "
+            f"{c_dim(batch)}, {c_dim(M)}, {c_dim(N)}, {c_dim(K)}, {c_dim(bstride(at, M * K))}, "
+            f"{c_dim(bstride(bt, K * N))});"
+        )
 
     def op_conv2d(self, n: Node) -> None:
         x, wt, out = n.inputs[0], n.inputs[1], n.outputs[0]
         xs, ws, os = self.t(x).shape, self.t(wt).shape, self.t(out).shape
         a = n.attrs
         bias = n.inputs[2] if len(n.inputs) > 2 else ""
-        dims = [*xs, ws[0], ws[2], ws[3], os[2], os[3], *a["stride"], *a["padding"], *a["dilation"], a["groups"]]
-        self.w.line(f"wt_conv2d_f32({self.var(out)}, {self.var(x)}, {self.var(wt)}, {self._opt(bias)}, "
-                    + ", ".join(c_dim(d) for d in dims) + ");")
+        dims = [
+            *xs,
+            ws[0],
+            ws[2],
+            ws[3],
+            os[2],
+            os[3],
+            *a["stride"],
+            *a["padding"],
+            *a["dilation"],
+            a["groups"],
+        ]
+        self.w.line(
+            f"wt_conv2d_f32({self.var(out)}, {self.var(x)}, {self.var(wt)}, {self._opt(bias)}, "
+            + ", ".join(c_dim(d) for d in dims)
+            + ");"
+        )
 
     def _pool(self, n: Node, is_max: int) -> None:
         x, out, a = n.inputs[0], n.outputs[0], n.attrs
         xs, os = self.t(x).shape, self.t(out).shape
-        dims = [xs[0] * xs[1], xs[2], xs[3], os[2], os[3], *a["kernel"], *a["stride"], *a["padding"],
-                *a.get("dilation", (1, 1)), is_max, int(a.get("count_include_pad", True)),
-                int(a.get("divisor_override") or 0)]
-        self.w.line(f"wt_pool2d_f32({self.var(out)}, {self.var(x)}, " + ", ".join(c_dim(d) for d in dims) + ");")
+        dims = [
+            xs[0] * xs[1],
+            xs[2],
+            xs[3],
+            os[2],
+            os[3],
+            *a["kernel"],
+            *a["stride"],
+            *a["padding"],
+            *a.get("dilation", (1, 1)),
+            is_max,
+            int(a.get("count_include_pad", True)),
+            int(a.get("divisor_override") or 0),
+        ]
+        self.w.line(
+            f"wt_pool2d_f32({self.var(out)}, {self.var(x)}, " + ", ".join(c_dim(d) for d in dims) + ");"
+        )
 
     def op_max_pool2d(self, n: Node) -> None:
         self._pool(n, 1)
@@ -379,8 +443,11 @@ class Emitter:
         x, out = n.inputs[0], n.outputs[0]
         xs, os = self.t(x).shape, self.t(out).shape
         dims = [xs[0] * xs[1], xs[2], xs[3], os[2], os[3]]
-        self.w.line(f"wt_adaptive_avg_pool2d_f32({self.var(out)}, {self.var(x)}, "
-                    + ", ".join(c_dim(d) for d in dims) + ");")
+        self.w.line(
+            f"wt_adaptive_avg_pool2d_f32({self.var(out)}, {self.var(x)}, "
+            + ", ".join(c_dim(d) for d in dims)
+            + ");"
+        )
 
 
 def _c_comment(s: str) -> str:
@@ -389,5 +456,4 @@ def _c_comment(s: str) -> str:
 
 def generate_c(g: Graph, plan: MemoryPlan, header: str = "") -> str:
     body = Emitter(g, plan).function()
-    return f"/* {header} */\n#include \"wt_kernels.h\"\n\n{body}"
-
+    return f'/* {header} */\n#include "wt_kernels.h"\n\n{body}'

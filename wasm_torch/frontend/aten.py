@@ -47,7 +47,10 @@ def _args(fx: torch.fx.Node, *defaults: Any) -> list[Any]:
 def _binary(op: str, compare: bool = False) -> Lower:
     def lower(L: Lowering, fx: torch.fx.Node) -> str:
         a, b = fx.args[0], fx.args[1]
-        if fx.target in (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor) and fx.kwargs.get("alpha", 1) != 1:
+        if (
+            fx.target in (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor)
+            and fx.kwargs.get("alpha", 1) != 1
+        ):
             raise UnsupportedOpError(f"{fx.target} with alpha != 1")
         dt = L.common_dtype(a, b) if compare else L.out_dtype(fx)
         return L.emit(op, [L.operand(a, dt), L.operand(b, dt)])
@@ -94,19 +97,25 @@ def _div_mode(L: Lowering, fx: torch.fx.Node) -> str:
         return L.emit("div", [a, b])
     if dt == "f32":  # trunc: sign(q) * floor(|q|)
         q = L.emit("div", [a, b])
-        return L.emit("where", [L.emit("lt", [q, L.operand(0.0, dt)]), L.emit("ceil", [q]), L.emit("floor", [q])])
+        return L.emit(
+            "where", [L.emit("lt", [q, L.operand(0.0, dt)]), L.emit("ceil", [q]), L.emit("floor", [q])]
+        )
     raise UnsupportedOpError(f"{fx.target} with rounding_mode={mode!r} on integers")
 
 
 def _unary(op: str, **attrs: Any) -> Lower:
     def lower(L: Lowering, fx: torch.fx.Node) -> str:
         dt = L.out_dtype(fx)
-        return L.emit(op, [L.operand(fx.args[0], dt if op != "logical_not" else L.scalar_dtype(fx.args[0]))], attrs)
+        return L.emit(
+            op, [L.operand(fx.args[0], dt if op != "logical_not" else L.scalar_dtype(fx.args[0]))], attrs
+        )
 
     return lower
 
 
-for _op in "neg abs relu sigmoid tanh exp log sqrt rsqrt erf sin cos reciprocal floor ceil logical_not".split():
+for (
+    _op
+) in ["neg", "abs", "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "erf", "sin", "cos", "reciprocal", "floor", "ceil", "logical_not"]:
     rule(f"{_op}.default")(_unary(_op))
 rule("silu.default")(_unary("silu"))
 rule("hardsigmoid.default")(_unary("hardsigmoid"))
@@ -135,8 +144,11 @@ def _clamp(L: Lowering, fx: torch.fx.Node) -> str:
         lo, hi = None, args[1]
     dt = L.out_dtype(fx)
     cast = float if dt == "f32" else int
-    return L.emit("clamp", [L.operand(fx.args[0], dt)], {
-        "min": None if lo is None else cast(lo), "max": None if hi is None else cast(hi)})
+    return L.emit(
+        "clamp",
+        [L.operand(fx.args[0], dt)],
+        {"min": None if lo is None else cast(lo), "max": None if hi is None else cast(hi)},
+    )
 
 
 @rule("where.self", "where.ScalarOther", "where.ScalarSelf", "where.Scalar")
@@ -146,8 +158,14 @@ def _where(L: Lowering, fx: torch.fx.Node) -> str:
     return L.emit("where", [L.cast(L.value(c), "bool"), L.operand(a, dt), L.operand(b, dt)])
 
 
-@rule("_to_copy.default", "clone.default", "alias.default", "lift_fresh_copy.default", "detach.default",
-      "contiguous.default")
+@rule(
+    "_to_copy.default",
+    "clone.default",
+    "alias.default",
+    "lift_fresh_copy.default",
+    "detach.default",
+    "contiguous.default",
+)
 def _copy(L: Lowering, fx: torch.fx.Node) -> str:
     # Values are immutable in the IR, so a copy is the same value (cast when the dtype changes).
     return L.cast(L.value(fx.args[0]), L.out_dtype(fx))
@@ -159,9 +177,19 @@ def _scalar_tensor(L: Lowering, fx: torch.fx.Node) -> str:
     return L.operand(fx.args[0], L.out_dtype(fx))
 
 
-@rule("full.default", "zeros.default", "ones.default", "full_like.default", "zeros_like.default",
-      "ones_like.default", "new_zeros.default", "new_ones.default", "new_full.default", "empty.memory_format",
-      "empty_like.default")
+@rule(
+    "full.default",
+    "zeros.default",
+    "ones.default",
+    "full_like.default",
+    "zeros_like.default",
+    "ones_like.default",
+    "new_zeros.default",
+    "new_ones.default",
+    "new_full.default",
+    "empty.memory_format",
+    "empty_like.default",
+)
 def _full(L: Lowering, fx: torch.fx.Node) -> str:
     t = str(fx.target)
     value: Any = 0
@@ -190,8 +218,17 @@ def _arange(L: Lowering, fx: torch.fx.Node) -> str:
 
 
 # ---- movement ---------------------------------------------------------------------------------
-@rule("view.default", "_unsafe_view.default", "reshape.default", "squeeze.dims", "squeeze.dim",
-      "squeeze.default", "unsqueeze.default", "flatten.using_ints", "view_copy.default")
+@rule(
+    "view.default",
+    "_unsafe_view.default",
+    "reshape.default",
+    "squeeze.dims",
+    "squeeze.dim",
+    "squeeze.default",
+    "unsqueeze.default",
+    "flatten.using_ints",
+    "view_copy.default",
+)
 def _reshape(L: Lowering, fx: torch.fx.Node) -> str:
     x = L.value(fx.args[0])
     shape = L.shape_of(fx)
@@ -382,7 +419,11 @@ def _reduce(op: str) -> Lower:
         args = [fx.args[0], None, False] if whole else _args(fx, None, False)
         axes = args[1] if len(args) > 1 and args[1] is not None else list(range(rank))
         axes = [axes] if isinstance(axes, int) else list(axes)
-        keep = bool(args[2]) if len(args) > 2 and isinstance(args[2], bool) else bool(fx.kwargs.get("keepdim", False))
+        keep = (
+            bool(args[2])
+            if len(args) > 2 and isinstance(args[2], bool)
+            else bool(fx.kwargs.get("keepdim", False))
+        )
         if not axes:
             axes = list(range(rank))
         dt = L.out_dtype(fx)
@@ -486,16 +527,32 @@ def _conv(L: Lowering, fx: torch.fx.Node) -> str:
     inputs = [xv, wv] + ([L.value(b)] if b is not None else [])
     nd = len(stride)
     if nd == 2:
-        return L.emit("conv2d", inputs, {
-            "stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation), "groups": groups})
+        return L.emit(
+            "conv2d",
+            inputs,
+            {
+                "stride": tuple(stride),
+                "padding": tuple(padding),
+                "dilation": tuple(dilation),
+                "groups": groups,
+            },
+        )
     if nd != 1:
         raise UnsupportedOpError(f"{nd}-d convolution (conv1d and conv2d are supported)")
     # conv1d as conv2d over a height-1 image
     xs, ws = L.type_of(xv).shape, L.type_of(wv).shape
     x4 = L.emit("reshape", [xv], {"shape": (xs[0], xs[1], 1, xs[2])})
     w4 = L.emit("reshape", [wv], {"shape": (ws[0], ws[1], 1, ws[2])})
-    y = L.emit("conv2d", [x4, w4, *inputs[2:]], {
-        "stride": (1, stride[0]), "padding": (0, padding[0]), "dilation": (1, dilation[0]), "groups": groups})
+    y = L.emit(
+        "conv2d",
+        [x4, w4, *inputs[2:]],
+        {
+            "stride": (1, stride[0]),
+            "padding": (0, padding[0]),
+            "dilation": (1, dilation[0]),
+            "groups": groups,
+        },
+    )
     return L.emit("reshape", [y], {"shape": L.shape_of(fx)})
 
 
@@ -541,8 +598,13 @@ def _pair(v: Any, n: int = 2) -> tuple:
 def _max_pool(L: Lowering, fx: torch.fx.Node) -> Any:
     args = _args(fx, None, [], 0, 1, False)
     k = _pair(args[1])
-    attrs = {"kernel": k, "stride": _pair(args[2] or k), "padding": _pair(args[3]),
-             "dilation": _pair(args[4]), "ceil_mode": bool(args[5])}
+    attrs = {
+        "kernel": k,
+        "stride": _pair(args[2] or k),
+        "padding": _pair(args[3]),
+        "dilation": _pair(args[4]),
+        "ceil_mode": bool(args[5]),
+    }
     y = L.emit("max_pool2d", [L.value(fx.args[0])], attrs)
     return [y, None] if "indices" in str(fx.target) else y
 
@@ -551,8 +613,14 @@ def _max_pool(L: Lowering, fx: torch.fx.Node) -> Any:
 def _avg_pool(L: Lowering, fx: torch.fx.Node) -> str:
     args = _args(fx, None, [], 0, False, True, None)
     k = _pair(args[1])
-    attrs = {"kernel": k, "stride": _pair(args[2] or k), "padding": _pair(args[3]), "ceil_mode": bool(args[4]),
-             "count_include_pad": bool(args[5]), "divisor_override": args[6]}
+    attrs = {
+        "kernel": k,
+        "stride": _pair(args[2] or k),
+        "padding": _pair(args[3]),
+        "ceil_mode": bool(args[4]),
+        "count_include_pad": bool(args[5]),
+        "divisor_override": args[6],
+    }
     return L.emit("avg_pool2d", [L.value(fx.args[0])], attrs)
 
 
@@ -567,12 +635,14 @@ def _adaptive(L: Lowering, fx: torch.fx.Node) -> str:
 
 # Ops that carry no computation in an inference graph.
 IGNORED = {
-    "aten._assert_tensor_metadata.default", "aten._assert_scalar.default", "aten.sym_constrain_range_for_size.default",
-    "aten._assert_async.msg", "aten.sym_constrain_range.default",
+    "aten._assert_tensor_metadata.default",
+    "aten._assert_scalar.default",
+    "aten.sym_constrain_range_for_size.default",
+    "aten._assert_async.msg",
+    "aten.sym_constrain_range.default",
 }
 
 
 def supported_ops() -> list[str]:
     """The aten ops the frontend can lower (core ATen names)."""
     return sorted(TABLE)
-

@@ -111,7 +111,9 @@ class Lowering:
 
     # ---- emitting -------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict | None = None, n_out: int = 1) -> str | list[str]:
-        node = Node(op, tuple(inputs), (), dict(attrs or {}), source_line(self.current) if self.current else "")
+        node = Node(
+            op, tuple(inputs), (), dict(attrs or {}), source_line(self.current) if self.current else ""
+        )
         out_types = infer(node, [self.types[i] for i in inputs if i])
         outs = tuple(self.fresh(op) for _ in out_types)
         for o, t in zip(outs, out_types, strict=True):
@@ -141,7 +143,7 @@ class Lowering:
             return self.types[self.value(arg)].dtype
         if isinstance(arg, bool):
             return "bool"
-        if isinstance(arg, int) or isinstance(arg, torch.fx.Node):
+        if isinstance(arg, (int, torch.fx.Node)):
             return "i64"
         return "f32"
 

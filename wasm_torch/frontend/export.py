@@ -28,7 +28,9 @@ def export(model: torch.nn.Module, example_inputs: tuple, dynamic_shapes: Any = 
     model = model.eval()
     try:
         with torch.no_grad():
-            ep = torch.export.export(model, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=False)
+            ep = torch.export.export(
+                model, tuple(example_inputs), dynamic_shapes=dynamic_shapes, strict=False
+            )
             return ep.run_decompositions()
     except Exception as e:  # torch raises many types here; the message is what matters
         msg = str(e).strip().splitlines()
@@ -39,7 +41,9 @@ def export(model: torch.nn.Module, example_inputs: tuple, dynamic_shapes: Any = 
         ) from e
 
 
-def _user_dim_names(ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any) -> dict[tuple[str, int], str]:
+def _user_dim_names(
+    ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any
+) -> dict[tuple[str, int], str]:
     """Map (input name, axis) -> the Dim name the user gave, so manifests say 'seq', not 's77'."""
     names: dict[tuple[str, int], str] = {}
     if dynamic_shapes is None:
@@ -75,7 +79,8 @@ def _symbols(ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any, p
             lo = int(rng.lower) if rng is not None else 1
             hi = rng.upper if rng is not None else None
             sname = user_names.get((name, axis), str(expr))
-            if hi is None or not getattr(hi, "is_finite", True) or int(hi) > 2**30:
+            hi = _finite_int(hi)
+            if hi is None or hi > 2**30:
                 raise ExportError(
                     f"dynamic dimension {sname!r} (input {name!r}, axis {axis}) has no upper bound; give it one, "
                     f"e.g. Dim({sname!r}, max=512): the static memory plan is sized for the maximum."
@@ -83,6 +88,13 @@ def _symbols(ep: ExportedProgram, user_inputs: list[str], dynamic_shapes: Any, p
             mapping[expr] = sympy.Symbol(sname, integer=True, positive=True)
             symbols[sname] = Symbol(sname, max(lo, 1), int(hi), name, axis)
     return symbols, mapping
+
+
+def _finite_int(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None and bool(getattr(v, "is_finite", True)) else None
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return None
 
 
 def from_torch(model: torch.nn.Module, example_inputs: tuple, dynamic_shapes: Any = None) -> Graph:
@@ -103,10 +115,16 @@ def from_exported(ep: ExportedProgram, dynamic_shapes: Any = None) -> Graph:
             val = placeholders[name].meta.get("val")
             if not isinstance(val, torch.Tensor):
                 raise ExportError(f"input {name!r} is not a tensor ({type(val).__name__}); pass tensors only")
-            L.types[name] = TensorType(ir_dtype(val.dtype, f" (input {name!r})"), L.shape_of(placeholders[name]))
+            L.types[name] = TensorType(
+                ir_dtype(val.dtype, f" (input {name!r})"), L.shape_of(placeholders[name])
+            )
             L.env[name] = name
         else:
-            tensor = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
+            tensor = (
+                ep.state_dict.get(spec.target)
+                if spec.target in ep.state_dict
+                else ep.constants.get(spec.target)
+            )
             if not isinstance(tensor, torch.Tensor):
                 raise ExportError(f"{spec.kind.name.lower()} {spec.target!r} is not a tensor")
             L.env[name] = L.const(tensor.detach().cpu().contiguous().numpy().copy(), _safe(spec.target))
@@ -140,7 +158,8 @@ def from_exported(ep: ExportedProgram, dynamic_shapes: Any = None) -> Graph:
         if lower is None:
             line = source_line(fx)
             raise UnsupportedOpError(
-                f"unsupported op {target}" + (f" at {line}" if line else "")
+                f"unsupported op {target}"
+                + (f" at {line}" if line else "")
                 + f". Supported ops are listed in {SUPPORTED_OPS_DOC} ({len(supported_ops())} ops)."
             )
         try:
@@ -168,4 +187,3 @@ def _finish(L: Lowering, inputs: list[str], outputs: list[str], symbols: dict[st
 
 def _safe(name: str) -> str:
     return "w_" + "".join(c if c.isalnum() else "_" for c in name)
-

@@ -101,20 +101,30 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, n: Node) -> np.ndarray:
-    (sh, sw), (ph, pw), (dh, dw), g = n.attrs["stride"], n.attrs["padding"], n.attrs["dilation"], n.attrs["groups"]
-    N, C, H, W = x.shape
+    (sh, sw), (ph, pw), (dh, dw), g = (
+        n.attrs["stride"],
+        n.attrs["padding"],
+        n.attrs["dilation"],
+        n.attrs["groups"],
+    )
+    _, _, H, W = x.shape
     OC, CG, KH, KW = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
-    out = np.zeros((N, OC, OH, OW), np.float64)
+    out = np.zeros((x.shape[0], OC, OH, OW), np.float64)
     ocg = OC // g
     for gi in range(g):
         xs = xp[:, gi * CG : (gi + 1) * CG].astype(np.float64)
         ws = w[gi * ocg : (gi + 1) * ocg].astype(np.float64)
         for kh in range(KH):
             for kw in range(KW):
-                patch = xs[:, :, kh * dh : kh * dh + sh * (OH - 1) + 1 : sh, kw * dw : kw * dw + sw * (OW - 1) + 1 : sw]
+                patch = xs[
+                    :,
+                    :,
+                    kh * dh : kh * dh + sh * (OH - 1) + 1 : sh,
+                    kw * dw : kw * dw + sw * (OW - 1) + 1 : sw,
+                ]
                 out[:, gi * ocg : (gi + 1) * ocg] += np.einsum("nchw,oc->nohw", patch, ws[:, :, kh, kw])
     if b is not None:
         out += b.reshape(1, -1, 1, 1)
@@ -125,7 +135,7 @@ def _pool2d(x: np.ndarray, n: Node, oshape: tuple[int, ...]) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw) = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
     dh, dw = n.attrs.get("dilation", (1, 1))
     is_max = n.op == "max_pool2d"
-    N, C, H, W = x.shape
+    H, W = x.shape[2:]
     OH, OW = oshape[2], oshape[3]
     out = np.zeros(oshape, np.float32)
     for oh in range(OH):
@@ -161,7 +171,9 @@ def _adaptive_avg(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     return out
 
 
-def run_node(n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+def run_node(
+    n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: list[tuple[int, ...]]
+) -> list[np.ndarray]:
     op, a = n.op, n.attrs
     x = args[0] if args else None
     if op in UNARY_FN:
@@ -219,8 +231,10 @@ def run_node(n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: lis
         return [np.concatenate(args, axis=a["axis"])]
     if op == "pad":
         return [np.pad(x, a["pads"], constant_values=a.get("value", 0))]
-    if op == "gather":
-        return [np.take_along_axis(x, args[1], axis=a["axis"])]
+    if op == "gather":  # torch semantics: the index may be smaller than x along every axis
+        pos = list(np.indices(args[1].shape, sparse=True))
+        pos[a["axis"]] = args[1]
+        return [x[tuple(pos)]]
     if op == "index":
         idx = [np.where(i < 0, i + x.shape[k], i) for k, i in enumerate(args[1:])]
         return [x[tuple(idx)]]
@@ -235,7 +249,10 @@ def run_node(n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: lis
 def bind_symbols(symbols: dict[str, Symbol], inputs: dict[str, np.ndarray]) -> dict:
     import sympy
 
-    return {sympy.Symbol(s.name, integer=True, positive=True): inputs[s.input].shape[s.axis] for s in symbols.values()}
+    return {
+        sympy.Symbol(s.name, integer=True, positive=True): inputs[s.input].shape[s.axis]
+        for s in symbols.values()
+    }
 
 
 def run(g: Graph, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

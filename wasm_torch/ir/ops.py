@@ -14,13 +14,10 @@ import sympy
 from ..errors import GraphError
 from .graph import Dim, Node, Shape, TensorType, dim
 
-UNARY = (
-    "neg abs relu gelu gelu_tanh silu sigmoid tanh exp log sqrt rsqrt erf sin cos reciprocal "
-    "floor ceil logical_not copy clamp leaky_relu hardsigmoid hardswish"
-).split()
-BINARY_ARITH = "add sub mul div floordiv remainder pow maximum minimum bitand".split()
-BINARY_CMP = "eq ne lt le gt ge logical_and logical_or logical_xor".split()
-REDUCE = "reduce_sum reduce_mean reduce_max reduce_min reduce_any reduce_all reduce_prod".split()
+UNARY = ["neg", "abs", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "erf", "sin", "cos", "reciprocal", "floor", "ceil", "logical_not", "copy", "clamp", "leaky_relu", "hardsigmoid", "hardswish"]
+BINARY_ARITH = ["add", "sub", "mul", "div", "floordiv", "remainder", "pow", "maximum", "minimum", "bitand"]
+BINARY_CMP = ["eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]
+REDUCE = ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_any", "reduce_all", "reduce_prod"]
 ELEMENTWISE = {*UNARY, *BINARY_ARITH, *BINARY_CMP, "where", "cast"}
 MOVEMENT = {"permute", "expand", "slice", "cat", "pad"}
 ALIAS = {"reshape"}  # output shares the input's storage; no code is emitted
@@ -51,7 +48,11 @@ def norm_axis(axis: int, rank: int) -> int:
 def pool_out(size: Dim, k: int, s: int, p: int, d: int, ceil_mode: bool) -> Dim:
     span = size + 2 * p - d * (k - 1) - 1
     if ceil_mode:
-        o = sympy.ceiling(sympy.Rational(1, s) * span) + 1 if isinstance(span, sympy.Expr) else -(-span // s) + 1
+        o = (
+            sympy.ceiling(sympy.Rational(1, s) * span) + 1
+            if isinstance(span, sympy.Expr)
+            else -(-span // s) + 1
+        )
         # PyTorch: the last window must start inside the input (or left padding)
         if isinstance(o, int) and (o - 1) * s >= size + p:
             o -= 1

@@ -16,6 +16,8 @@ def format_graph(g: Graph) -> str:
     for n in g.nodes:
         outs = ", ".join(f"{o}: {g.types[o]}" for o in n.outputs)
         attrs = " ".join(f"{k}={v}" for k, v in n.attrs.items())
-        lines.append(f"{outs} = {n.op}({', '.join(i or '_' for i in n.inputs)}){' ' + attrs if attrs else ''}")
+        lines.append(
+            f"{outs} = {n.op}({', '.join(i or '_' for i in n.inputs)}){' ' + attrs if attrs else ''}"
+        )
     lines.append(f"return {', '.join(g.outputs)}")
     return "\n".join(lines)

@@ -33,7 +33,9 @@ class MemoryPlan:
 
 def plan_memory(g: Graph) -> MemoryPlan:
     maxb = g.max_bindings()
-    nbytes = {v: _align(max(1, _numel(evaluate_shape(t.shape, maxb))) * t.itemsize) for v, t in g.types.items()}
+    nbytes = {
+        v: _align(max(1, _numel(evaluate_shape(t.shape, maxb))) * t.itemsize) for v, t in g.types.items()
+    }
 
     weight_offsets, woff = {}, 0
     for c in g.consts:
@@ -81,8 +83,9 @@ def plan_memory(g: Graph) -> MemoryPlan:
         elif r in weight_offsets:
             weight_offsets[v] = weight_offsets[r]
     arena = max((o + s for o, s, _, _ in placed), default=0)
-    return MemoryPlan(offsets, arena, sum(nbytes[v] for v in first), weight_offsets, woff,
-                      {v: find(v) for v in root})
+    return MemoryPlan(
+        offsets, arena, sum(nbytes[v] for v in first), weight_offsets, woff, {v: find(v) for v in root}
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -58,14 +58,18 @@ def deadline_ticks(seconds: float) -> int:
     return max(1, int(seconds / TICK_SECONDS + 0.999))
 
 
-def module(wasm: bytes, wasm_sha: str, fuel: bool, epoch: bool, settings: Settings) -> tuple[wasmtime.Module, str]:
+def module(
+    wasm: bytes, wasm_sha: str, fuel: bool, epoch: bool, settings: Settings
+) -> tuple[wasmtime.Module, str]:
     """A compiled module for these flags, and where it came from ('memory' | 'disk' | 'compiled')."""
     key = (wasm_sha, fuel, epoch)
     with _lock:
         if key in _modules:
             return _modules[key], "memory"
     eng = engine(fuel, epoch)
-    tag = hashlib.sha256(f"{wasm_sha}-{version('wasmtime')}-{int(fuel)}{int(epoch)}".encode()).hexdigest()[:32]
+    tag = hashlib.sha256(f"{wasm_sha}-{version('wasmtime')}-{int(fuel)}{int(epoch)}".encode()).hexdigest()[
+        :32
+    ]
     path = Path(settings.cache_dir) / "modules" / f"{tag}.cwasm"
     source = "compiled"
     mod = None

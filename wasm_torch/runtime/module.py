@@ -26,7 +26,8 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from ..artifact import WASM, WEIGHTS, Manifest, TensorSpec, eval_dim, read_manifest, verify_files
-from ..config import Settings, settings as load_settings
+from ..config import Settings
+from ..config import settings as load_settings
 from ..errors import (
     ArtifactError,
     DeadlineExceeded,
@@ -51,8 +52,16 @@ def _as_numpy(x: Any) -> np.ndarray:
 
 
 class WasmModule:
-    def __init__(self, path: str | Path, *, memory_limit: int | None = None, deadline: float | None = None,
-                 fuel: int | None = None, verify: bool = True, settings: Settings | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        memory_limit: int | None = None,
+        deadline: float | None = None,
+        fuel: int | None = None,
+        verify: bool = True,
+        settings: Settings | None = None,
+    ):
         t0 = time.perf_counter()
         self.path = Path(path)
         self.settings = settings or load_settings()
@@ -66,8 +75,9 @@ class WasmModule:
         self.deadline, self.fuel = deadline, fuel
         wasm = (self.path / WASM).read_bytes()
         wasm_sha = m.raw["files"][WASM]["sha256"]
-        mod, self.module_source = engines.module(wasm, wasm_sha, fuel is not None, deadline is not None,
-                                                 self.settings)
+        mod, self.module_source = engines.module(
+            wasm, wasm_sha, fuel is not None, deadline is not None, self.settings
+        )
         self.store = wasmtime.Store(engines.engine(fuel is not None, deadline is not None))
         if deadline is not None:
             self.store.set_epoch_deadline(engines.deadline_ticks(deadline))
@@ -108,11 +118,18 @@ class WasmModule:
             except wasmtime.WasmtimeError as e:
                 raise MemoryLimitError(f"could not grow memory to {self.memory_bytes:,} bytes: {e}") from e
         self._mem, self._fn = mem, fn
+        # A trap leaves the C shadow-stack pointer wherever the trapped function had moved it;
+        # we put it back after every trap so a module that hit a limit stays usable forever.
+        sp = exports.get("__stack_pointer")
+        self._sp = sp if isinstance(sp, wasmtime.Global) else None
+        self._sp0 = sp.value(self.store) if self._sp is not None else None
         base = ctypes.addressof(mem.data_ptr(self.store).contents)
         self._buf = (ctypes.c_ubyte * mem.data_len(self.store)).from_address(base)
         weights = np.fromfile(self.path / WEIGHTS, dtype=np.uint8)
         if weights.size != m.weights_bytes:
-            raise ArtifactError(f"{self.path / WEIGHTS} has {weights.size} bytes, manifest says {m.weights_bytes}")
+            raise ArtifactError(
+                f"{self.path / WEIGHTS} has {weights.size} bytes, manifest says {m.weights_bytes}"
+            )
         np.frombuffer(self._buf, np.uint8, weights.size, self.W)[:] = weights
         nargs = 2 + len(m.symbols)
         self._args = (ffi.wasmtime_val_raw_t * nargs)()
@@ -129,22 +146,29 @@ class WasmModule:
         syms: dict[str, int] = {}
         for spec, arr in zip(self.inputs, arrays, strict=True):
             if arr.ndim != len(spec.shape):
-                raise InputError(f"{self.name}: input {spec.name!r} expects rank {len(spec.shape)} "
-                                 f"shape {list(spec.shape)}, got shape {list(arr.shape)}")
+                raise InputError(
+                    f"{self.name}: input {spec.name!r} expects rank {len(spec.shape)} "
+                    f"shape {list(spec.shape)}, got shape {list(arr.shape)}"
+                )
             for axis, (want, got) in enumerate(zip(spec.shape, arr.shape, strict=True)):
                 if isinstance(want, int):
                     if want != got:
-                        raise InputError(f"{self.name}: input {spec.name!r} expects shape {list(spec.shape)}, "
-                                         f"got {list(arr.shape)} (axis {axis}: {got} != {want})")
-                elif want in self._sym_index:
-                    if syms.setdefault(want, got) != got:
-                        raise InputError(f"{self.name}: dimension {want!r} is {syms[want]} in one input and {got} "
-                                         f"in {spec.name!r} (axis {axis}); they must agree")
+                        raise InputError(
+                            f"{self.name}: input {spec.name!r} expects shape {list(spec.shape)}, "
+                            f"got {list(arr.shape)} (axis {axis}: {got} != {want})"
+                        )
+                elif want in self._sym_index and syms.setdefault(want, got) != got:
+                    raise InputError(
+                        f"{self.name}: dimension {want!r} is {syms[want]} in one input and {got} "
+                        f"in {spec.name!r} (axis {axis}); they must agree"
+                    )
         for s in self.manifest.symbols:
             v = syms.get(s.name)
             if v is None or not s.min <= v <= s.max:
-                raise InputError(f"{self.name}: dimension {s.name!r}={v} is outside the compiled range "
-                                 f"[{s.min}, {s.max}]; recompile with a larger Dim max if you need it")
+                raise InputError(
+                    f"{self.name}: dimension {s.name!r}={v} is outside the compiled range "
+                    f"[{s.min}, {s.max}]; recompile with a larger Dim max if you need it"
+                )
         for spec, arr in zip(self.inputs, arrays, strict=True):  # derived dims like 'seq*2'
             for want, got in zip(spec.shape, arr.shape, strict=True):
                 if isinstance(want, str) and want not in syms and eval_dim(want, syms) != got:
@@ -154,10 +178,14 @@ class WasmModule:
     def _coerce(self, spec: TensorSpec, x: Any) -> np.ndarray:
         arr = _as_numpy(x)
         want = np.dtype(spec.dtype)
-        if arr.dtype != want and not (np.can_cast(arr.dtype, want, "same_kind") and arr.dtype.kind == want.kind
-                                      or np.can_cast(arr.dtype, want, "safe")):
-            raise InputError(f"{self.name}: input {spec.name!r} expects dtype {want}, got {arr.dtype} "
-                             f"(cast it with .astype({want.name!r}))")
+        if arr.dtype != want and not (
+            (np.can_cast(arr.dtype, want, "same_kind") and arr.dtype.kind == want.kind)
+            or np.can_cast(arr.dtype, want, "safe")
+        ):
+            raise InputError(
+                f"{self.name}: input {spec.name!r} expects dtype {want}, got {arr.dtype} "
+                f"(cast it with .astype({want.name!r}))"
+            )
         return arr
 
     # ---- calling ---------------------------------------------------------------------------------
@@ -177,8 +205,10 @@ class WasmModule:
             outs = list(self.run(kwargs, copy).values())
         else:
             if len(args) != len(self.inputs):
-                raise InputError(f"{self.name}: expects {len(self.inputs)} inputs "
-                                 f"{[s.name for s in self.inputs]}, got {len(args)}")
+                raise InputError(
+                    f"{self.name}: expects {len(self.inputs)} inputs "
+                    f"{[s.name for s in self.inputs]}, got {len(args)}"
+                )
             outs = self._call(list(args), copy)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -210,10 +240,13 @@ class WasmModule:
             self.store.set_fuel(self.fuel)
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
         err = ffi.wasmtime_func_call_unchecked(
-            self.store._context(), ctypes.byref(self._fn._func), self._args, self._nargs, ctypes.byref(trap))
+            self.store._context(), ctypes.byref(self._fn._func), self._args, self._nargs, ctypes.byref(trap)
+        )
         if self.fuel is not None:
             self._fuel_last = self.fuel - self.store.get_fuel()
             self._fuel_total += self._fuel_last
+        if (err or trap) and self._sp is not None:
+            self._sp.set_value(self.store, self._sp0)
         if err:
             raise TrapError(f"{self.name}: {wasmtime.WasmtimeError._from_ptr(err)}")
         if trap:
@@ -222,8 +255,10 @@ class WasmModule:
     def _raise_trap(self, t: wasmtime.Trap) -> None:
         code = t.trap_code
         if code == wasmtime.TrapCode.INTERRUPT:
-            raise DeadlineExceeded(f"{self.name}: call exceeded its deadline of {self.deadline} s and was stopped; "
-                                   "the module is still usable")
+            raise DeadlineExceeded(
+                f"{self.name}: call exceeded its deadline of {self.deadline} s and was stopped; "
+                "the module is still usable"
+            )
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             raise FuelExhausted(f"{self.name}: call ran out of fuel (budget {self.fuel:,}) and was stopped")
         hint = " (an index input is out of range)" if code == wasmtime.TrapCode.UNREACHABLE else ""

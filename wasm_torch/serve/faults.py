@@ -35,6 +35,7 @@ class FaultPlan:
     def __init__(self) -> None:
         self.rules: list[Rule] = []
         self.fired: list[tuple[str, int | None]] = []
+        self.fired_at: list[float] = []
         self._lock = threading.Lock()
 
     def add(self, action: str, **kw: Any) -> Rule:
@@ -60,6 +61,7 @@ class FaultPlan:
                     if rule.times <= 0:
                         self.rules.remove(rule)
                 self.fired.append((rule.action, rid))
+                self.fired_at.append(time.monotonic())
                 return rule
         return None
 

@@ -72,7 +72,8 @@ class ModelPool:
             "cache": {"size": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses,
                       "hit_rate": self.cache.hit_rate},
             "replicas": [
-                {"id": r.rid, "alive": r.alive, "isolated": r.isolated, "circuit": r.breaker.state.name,
+                {"id": r.rid, "alive": r.alive, "isolated": r.isolated, "broken": r.broken is not None,
+                 "circuit": r.breaker.state.name,
                  "outstanding": r.stats.outstanding, "max_batch": r.max_batch, "restarts": r.restarts,
                  "ewma_ms": round(r.stats.ewma_s * 1e3, 3), "memory_bytes": r.memory_bytes}
                 for r in self.replicas
@@ -126,7 +127,7 @@ class ModelPool:
             self.cache.put(digest, fut.result())
 
     def _dispatch(self, job: Job) -> None:
-        candidates = [r for r in self.replicas if r.available]
+        candidates = [r for r in self.replicas if r.available and r.breaker.would_allow()]
         fresh = [r.stats for r in candidates if r.rid not in job.tried]
         tried = [r.stats for r in candidates if r.rid in job.tried]
         key = job.meta.get("key")

@@ -71,6 +71,8 @@ class Replica:
         self._instance = instance
         self._thread: threading.Thread | None = None
         self.death: BaseException | None = None
+        self.broken: BaseException | None = None  # the factory failed: no instance to run
+        self._broken_at = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,7 +102,9 @@ class Replica:
 
     @property
     def available(self) -> bool:
-        return self.alive and not self.isolated
+        """Takes new requests: a worker that just died still does (the watchdog replaces it and
+        the new worker runs its queue); a replica whose instance cannot be rebuilt does not."""
+        return not self._stopped and not self.isolated and self.broken is None
 
     def queue_len(self) -> int:
         return len(self._queue)
@@ -136,6 +140,12 @@ class Replica:
         with self._cv:
             if self._stopped:
                 return []
+            if self.broken is not None:
+                if time.monotonic() - self._broken_at >= self.settings.breaker_open_s:
+                    self.broken = None  # try to rebuild the instance again
+                    self._generation += 1
+                    self._spawn()
+                return []
             dead = self._thread is not None and not self._thread.is_alive()
             since = self._inflight_since
             hung = since is not None and time.monotonic() - since > self.settings.hang_timeout_s
@@ -144,20 +154,17 @@ class Replica:
             reason = "worker died" if dead else "worker hung"
             # A request that hung a worker alone is never retried (it may be the cause). Members
             # of a hung batch are retried once each, alone, so the culprit is found. Inflight
-            # jobs of a dead worker are retried (bounded by max_retries); queued jobs never
-            # started, so they are always safe to send elsewhere.
+            # jobs of a dead worker are retried (bounded by max_retries). Queued jobs never
+            # started: they stay queued for the new worker.
             msg = f"replica {self.rid} of {self.model!r}: {reason} while running the request"
             solo_hang = hung and len(self._inflight) == 1
             out: list[tuple[Job, BaseException]] = []
             for j in self._inflight:
                 j.meta["solo"] = j.meta.get("solo") or hung
                 out.append((j, ReplicaHung(msg) if solo_hang else ReplicaFailure(msg)))
-            queued = ReplicaFailure(f"replica {self.rid} of {self.model!r} restarted: {reason}")
-            out += [(j, queued) for j in self._queue]
             for _ in out:
                 self.stats.dropped()
             self.stats.observe(self.stats.failure_penalty_s)
-            self._queue.clear()
             self._inflight = []
             self._inflight_since = None
             self._generation += 1
@@ -201,8 +208,14 @@ class Replica:
                     self._cv.release()
                     try:
                         self._replace_instance(reason)
+                        failed = None
+                    except Exception as exc:
+                        failed = exc
                     finally:
                         self._cv.acquire()
+                    if failed is not None:
+                        self._give_up(failed)
+                        return None
                     continue
                 while self._queue and self._queue[0].done:  # cancelled or answered elsewhere
                     self._queue.popleft()
@@ -229,6 +242,17 @@ class Replica:
             self._inflight = batch
             self._inflight_since = time.monotonic()
             return batch
+
+    def _give_up(self, exc: BaseException) -> None:
+        """The instance cannot be rebuilt (lock held): hand every queued job back to the pool."""
+        log.error("%s replica %d: cannot create an instance: %s", self.model, self.rid, exc)
+        self.broken, self._broken_at = exc, time.monotonic()
+        jobs = list(self._queue)
+        self._queue.clear()
+        err = ReplicaFailure(f"replica {self.rid} of {self.model!r} cannot load its model: {exc}")
+        for job in jobs:
+            self.stats.dropped()
+            threading.Thread(target=self.reroute, args=(job, err), daemon=True).start()
 
     def _replace_instance(self, reason: str | None) -> None:
         old, self._instance = self._instance, None

@@ -82,7 +82,8 @@ class _Sim:
         heapq.heappush(self.events, (t, self.seq, kind, data))
 
     def route(self, arrival: float, key: int, attempt: int, exclude: int | None) -> None:
-        cands = [s for s in self.stats if s.rid != exclude]
+        cands = [s for s in self.stats if s.rid != exclude
+                 and (not self.sc.breakers or self.breakers[s.rid].would_allow())]
         for s in self.policy.rank(cands, key.to_bytes(4, "little")):
             if self.sc.breakers and not self.breakers[s.rid].allow():
                 continue
@@ -152,10 +153,14 @@ class _Sim:
         lat = np.array(self.latency) * 1e3
         ok = np.array(self.ok)
         seen = np.where(ok, lat, np.inf)  # a failed request never got its answer: infinite latency
+        def pct(a: np.ndarray, q: float) -> float:
+            return float(np.percentile(a, q, method="inverted_cdf")) if a.size else math.inf
+
         return {
-            "p50_ms": float(np.percentile(seen, 50)),
-            "p99_ms": float(np.percentile(seen, 99)),
-            "p999_ms": float(np.percentile(seen, 99.9)),
+            "p50_ms": pct(seen, 50),
+            "p99_ms": pct(seen, 99),
+            "p999_ms": pct(seen, 99.9),
+            "ok_p99_ms": pct(lat[ok], 99),
             "success_rate": float(ok.mean()),
             "max_queue": self.max_queue,
             "share": [round(s / max(1, sum(self.served)), 4) for s in self.served],

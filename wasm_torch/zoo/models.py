@@ -25,8 +25,9 @@ class ZooEntry:
 class MLP(nn.Module):
     def __init__(self, d_in: int = 64, hidden: int = 128, d_out: int = 10):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, d_out))
+        self.net = nn.Sequential(
+            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, d_out)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -36,12 +37,20 @@ class SmallCNN(nn.Module):
     def __init__(self, classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1, dilation=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.AvgPool2d(2), nn.Conv2d(32, 32, 3, stride=2, padding=2, dilation=2), nn.Tanh(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1, dilation=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(32, 32, 3, stride=2, padding=2, dilation=2),
+            nn.Tanh(),
         )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(128, classes),
-                                  nn.LogSoftmax(dim=-1))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(128, classes), nn.LogSoftmax(dim=-1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -68,8 +77,12 @@ class BasicBlock(nn.Module):
 class ResNetish(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64), classes: int = 10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 7, 2, 3, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
         blocks, cin = [], widths[0]
         for i, w in enumerate(widths):
             blocks += [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)]
@@ -89,9 +102,14 @@ class InvertedResidual(nn.Module):
         hid = cin * expand
         self.use_res = stride == 1 and cin == cout
         self.body = nn.Sequential(
-            nn.Conv2d(cin, hid, 1, bias=False), nn.BatchNorm2d(hid), nn.ReLU6(),
-            nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), nn.BatchNorm2d(hid), nn.ReLU6(),
-            nn.Conv2d(hid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, hid, 1, bias=False),
+            nn.BatchNorm2d(hid),
+            nn.ReLU6(),
+            nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False),
+            nn.BatchNorm2d(hid),
+            nn.ReLU6(),
+            nn.Conv2d(hid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,16 +166,30 @@ class HFImage(nn.Module):
 def _bert() -> nn.Module:
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=500,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     return HFHidden(BertModel(cfg, add_pooling_layer=False))
 
 
 def _gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2Model
 
-    cfg = GPT2Config(vocab_size=500, n_embd=64, n_layer=2, n_head=4, n_positions=128, bos_token_id=0,
-                     eos_token_id=0, attn_implementation="eager")
+    cfg = GPT2Config(
+        vocab_size=500,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
     # eager attention: the SDPA path views a transposed tensor, which torch.export rejects for a dynamic seq
     return HFHidden(GPT2Model(cfg))
 
@@ -165,8 +197,14 @@ def _gpt2() -> nn.Module:
 def _vit() -> nn.Module:
     from transformers import ViTConfig, ViTModel
 
-    cfg = ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                    image_size=32, patch_size=8)
+    cfg = ViTConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        image_size=32,
+        patch_size=8,
+    )
     return HFImage(ViTModel(cfg, add_pooling_layer=False))
 
 
@@ -182,18 +220,31 @@ def _seq_dims() -> Any:
     return {"input_ids": {1: seq}, "attention_mask": {1: seq}}
 
 
-ZOO: dict[str, ZooEntry] = {e.name: e for e in [
-    ZooEntry("mlp", MLP, lambda g: (torch.randn(4, 64, generator=g),),
-             lambda: {"x": {0: Dim("batch", min=1, max=64)}}),
-    ZooEntry("cnn", SmallCNN, lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
-    ZooEntry("resnet", ResNetish, lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
-    ZooEntry("mobilenet", MobileNetish, lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
-    ZooEntry("transformer_encoder", Encoder,
-             lambda g: (torch.randn(2, 10, 64, generator=g), torch.tensor([[False] * 10, [False] * 7 + [True] * 3]))),
-    ZooEntry("bert", _bert, _tokens, _seq_dims, ("hf",)),
-    ZooEntry("gpt2", _gpt2, _tokens, _seq_dims, ("hf",)),
-    ZooEntry("vit", _vit, lambda g: (torch.randn(1, 3, 32, 32, generator=g),), None, ("hf",)),
-]}
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "mlp",
+            MLP,
+            lambda g: (torch.randn(4, 64, generator=g),),
+            lambda: {"x": {0: Dim("batch", min=1, max=64)}},
+        ),
+        ZooEntry("cnn", SmallCNN, lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
+        ZooEntry("resnet", ResNetish, lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
+        ZooEntry("mobilenet", MobileNetish, lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
+        ZooEntry(
+            "transformer_encoder",
+            Encoder,
+            lambda g: (
+                torch.randn(2, 10, 64, generator=g),
+                torch.tensor([[False] * 10, [False] * 7 + [True] * 3]),
+            ),
+        ),
+        ZooEntry("bert", _bert, _tokens, _seq_dims, ("hf",)),
+        ZooEntry("gpt2", _gpt2, _tokens, _seq_dims, ("hf",)),
+        ZooEntry("vit", _vit, lambda g: (torch.randn(1, 3, 32, 32, generator=g),), None, ("hf",)),
+    ]
+}
 
 
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...], Any]:

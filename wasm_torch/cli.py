@@ -1,0 +1,153 @@
+"""`wasm-torch` command line: parsing only; the work is delegated to the library.
+
+wasm-torch compile pkg.module:factory --input-shape 1,128 [--dtype int64] [--dynamic 0:1:seq:512] -o out/
+wasm-torch run out/ input.npy [more.npy ...] [--save y.npy]
+wasm-torch info out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WasmTorchError
+
+
+def _factory(spec: str) -> Any:
+    if ":" not in spec:
+        raise SystemExit(f"expected pkg.module:factory, got {spec!r}")
+    mod_name, attr = spec.split(":", 1)
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"cannot import {spec!r}: {e}") from e
+    return obj() if callable(obj) and not hasattr(obj, "forward") else obj
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    import torch
+    from torch.export import Dim
+
+    from . import compile as wt_compile
+
+    made = _factory(a.model)
+    model, example = made if isinstance(made, tuple) else (made, None)
+    if example is None:
+        if not a.input_shape:
+            raise SystemExit("give --input-shape (one per input), or make the factory return (model, inputs)")
+        dtypes = (a.dtype or ["float32"]) * len(a.input_shape) if len(a.dtype or []) <= 1 else a.dtype
+        example = []
+        for shape_s, dt in zip(a.input_shape, dtypes, strict=False):
+            shape = [int(s) for s in shape_s.split(",")]
+            dtype = getattr(torch, dt)
+            example.append(torch.randn(shape) if dtype.is_floating_point else torch.zeros(shape, dtype=dtype))
+        example = tuple(example)
+    dynamic = None
+    if a.dynamic:
+        dims: dict[str, Any] = {}
+        dynamic = [None] * len(example)
+        for spec in a.dynamic:  # INPUT:AXIS:NAME:MAX
+            i, axis, name, hi = spec.split(":")
+            d = dims.setdefault(name, Dim(name, min=1, max=int(hi)))
+            dynamic[int(i)] = {**(dynamic[int(i)] or {}), int(axis): d}
+        dynamic = tuple(dynamic)
+    art = wt_compile(
+        model, example, a.output, dynamic_shapes=dynamic, progress=True, atol=a.atol, rtol=a.rtol
+    )
+    v = art.report.get("validation", {})
+    print(
+        f"wrote {art.path}: model.wasm {art.code_bytes:,} B, weights {art.weights_bytes:,} B, "
+        f"arena {art.manifest.arena_bytes:,} B; max abs err vs torch {v.get('max_abs_err', float('nan')):.3g}"
+    )
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .runtime import load
+
+    m = load(a.artifact, deadline=a.deadline, fuel=a.fuel)
+    inputs = [np.load(p, allow_pickle=False) for p in a.inputs]
+    t0 = time.perf_counter()
+    out = m(*inputs)
+    ms = (time.perf_counter() - t0) * 1e3
+    outs = out if isinstance(out, tuple) else (out,)
+    for spec, y in zip(m.outputs, outs, strict=True):
+        print(f"{spec.name}: {y.dtype}{list(y.shape)}\n{np.array2string(y, threshold=20, precision=5)}")
+    print(f"({ms:.2f} ms)")
+    if a.save:
+        np.save(a.save, outs[0], allow_pickle=False)
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from .artifact import read_manifest, verify_files
+
+    m = read_manifest(a.artifact)
+    verify_files(a.artifact, m)
+    r = m.raw
+    if a.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(
+        f"{r['name']}  ({r['format']}, wasm-torch {r['compiler']['wasm_torch']}, torch {r['compiler']['torch']})"
+    )
+    for s in r.get("symbols", []):
+        print(f"  dim {s['name']} in [{s['min']}, {s['max']}]")
+    for kind in ("inputs", "outputs"):
+        for t in r[kind]:
+            print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']}{t['shape']}")
+    for f, e in r["files"].items():
+        print(f"  {f}: {e['bytes']:,} B  sha256 {e['sha256'][:16]}… (verified)")
+    mem = r["memory"]
+    print(f"  arena {mem['arena_bytes']:,} B (without reuse {mem['arena_unplanned_bytes']:,} B)")
+    print(f"  ops {r['ops']}")
+    if "validation" in r:
+        print(f"  validated against torch: max abs err {r['validation']['max_abs_err']:.3g}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="wasm-torch", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("compile", help="compile a PyTorch model to a wasm artifact folder")
+    c.add_argument("model", help="pkg.module:factory returning an nn.Module or (module, example_inputs)")
+    c.add_argument(
+        "--input-shape", action="append", help="comma-separated shape of one input (repeat per input)"
+    )
+    c.add_argument("--dtype", action="append", help="torch dtype name per input (default float32)")
+    c.add_argument("--dynamic", action="append", help="INPUT:AXIS:NAME:MAX, e.g. 0:1:seq:512")
+    c.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    c.add_argument("--atol", type=float, default=1e-4)
+    c.add_argument("--rtol", type=float, default=1e-3)
+    c.set_defaults(fn=cmd_compile)
+    r = sub.add_parser("run", help="run an artifact on .npy inputs")
+    r.add_argument("artifact")
+    r.add_argument("inputs", nargs="+", help=".npy files, one per input, in order")
+    r.add_argument("--save", help="write the first output to this .npy file")
+    r.add_argument("--deadline", type=float, help="wall-clock limit in seconds")
+    r.add_argument("--fuel", type=int, help="fuel budget (instructions, roughly)")
+    r.set_defaults(fn=cmd_run)
+    i = sub.add_parser("info", help="show and verify an artifact's manifest")
+    i.add_argument("artifact")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(fn=cmd_info)
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a)
+    except WasmTorchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
