@@ -3,6 +3,7 @@
 wasm-torch compile pkg.module:factory --input-shape 1,128 [--dtype int64] [--dynamic 0:1:seq:512] -o out/
 wasm-torch run out/ input.npy [more.npy ...] [--save y.npy]
 wasm-torch info out/
+wasm-torch serve out/ --port 8000
 """
 
 from __future__ import annotations
@@ -114,6 +115,25 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .serve import ServeSettings, serve
+
+    settings = ServeSettings(
+        replicas=a.replicas,
+        max_batch_size=a.max_batch,
+        max_queue_delay_s=a.batch_delay_ms / 1e3,
+        cache_size=a.cache,
+        deadline_s=a.deadline,
+        fuel=a.fuel,
+        auth_tokens=frozenset(a.token),
+        rate_limit_per_s=a.rate_limit,
+        balancer=a.balancer,
+        audit_log=Path(a.audit_log) if a.audit_log else None,
+    )
+    serve(a.models, host=a.host, port=a.port, settings=settings)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="wasm-torch", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -141,6 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("artifact")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
+    s = sub.add_parser("serve", help="serve artifact folders over HTTP (KServe v2)")
+    s.add_argument("models", help="artifact folder, or a folder of artifact folders")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--replicas", type=int, default=2)
+    s.add_argument("--max-batch", type=int, default=8)
+    s.add_argument("--batch-delay-ms", type=float, default=2.0)
+    s.add_argument("--cache", type=int, default=0, help="LRU result cache entries per model")
+    s.add_argument("--deadline", type=float, default=10.0, help="seconds per call")
+    s.add_argument("--fuel", type=int)
+    s.add_argument("--token", action="append", default=[], help="bearer token (repeat); none = auth off")
+    s.add_argument("--rate-limit", type=float, default=0.0, help="requests/s per client (0 = off)")
+    s.add_argument("--audit-log")
+    s.add_argument("--balancer", default="peak_ewma")
+    s.set_defaults(fn=cmd_serve)
     a = p.parse_args(argv)
     try:
         return a.fn(a)

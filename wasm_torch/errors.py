@@ -16,6 +16,8 @@
         │   ├── DeadlineExceeded        the wall-clock deadline (epoch interruption) passed
         │   └── FuelExhausted           the fuel budget ran out
         └── TrapError                   the wasm module trapped (a bug in a kernel or a hostile module)
+            └── IndexOutOfRange         an index input (embedding ids, gather) was out of range; also an
+                                        InputError, because the caller's data is what is wrong
 
 Foreign errors (torch.export failures, subprocess errors, wasmtime.Trap) are translated into
 this tree at the boundary where they happen, so callers never need to import torch or wasmtime
@@ -86,4 +88,8 @@ class FuelExhausted(LimitError):
 
 
 class TrapError(ExecutionError):
+    pass
+
+
+class IndexOutOfRange(TrapError, InputError):
     pass

@@ -32,6 +32,7 @@ from ..errors import (
     ArtifactError,
     DeadlineExceeded,
     FuelExhausted,
+    IndexOutOfRange,
     InputError,
     MemoryLimitError,
     TrapError,
@@ -261,8 +262,9 @@ class WasmModule:
             )
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             raise FuelExhausted(f"{self.name}: call ran out of fuel (budget {self.fuel:,}) and was stopped")
-        hint = " (an index input is out of range)" if code == wasmtime.TrapCode.UNREACHABLE else ""
-        raise TrapError(f"{self.name}: wasm trap {code.name if code else '?'}{hint}: {t.message}")
+        if code == wasmtime.TrapCode.UNREACHABLE:  # kernels trap only on out-of-range index inputs
+            raise IndexOutOfRange(f"{self.name}: an index input (e.g. token ids) is out of range for the model")
+        raise TrapError(f"{self.name}: wasm trap {code.name if code else '?'}: {t.message}")
 
     # ---- introspection ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

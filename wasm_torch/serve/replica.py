@@ -71,6 +71,7 @@ class Replica:
         self._instance = instance
         self._thread: threading.Thread | None = None
         self.death: BaseException | None = None
+        self.ready_at = 0.0  # clock time the current instance became ready
         self.broken: BaseException | None = None  # the factory failed: no instance to run
         self._broken_at = 0.0
 
@@ -258,6 +259,7 @@ class Replica:
         old, self._instance = self._instance, None
         del old
         self._instance = self.factory()
+        self.ready_at = self.clock()
         if reason is not None:
             self.restarts += 1
             self.metrics.restarts.labels(self.model, str(self.rid), reason).inc()
