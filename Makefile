@@ -28,5 +28,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (timed figures live here, never in tests). Today: the zoo report (sizes, errors,
+# wasm vs PyTorch eager); the peer comparison with ONNX Runtime (Web) is issue 3.
+bench: $(STAMP)
+	$(BIN)/python bench/zoo_report.py --out bench/results/zoo.json
+	$(BIN)/python bench/serve_balancing.py
+	$(BIN)/python bench/serve_recovery.py
+
 clean:
 	rm -rf $(VENV) out build .pytest_cache
