@@ -389,6 +389,16 @@ class Emitter:
             f"{c_dim(bstride(bt, K * N))});"
         )
 
+    def op_matmul_packed(self, n: Node) -> None:
+        a, wp, out = n.inputs[0], n.inputs[1], n.outputs[0]
+        at = self.t(a)
+        rows = c_dim(_prod(list(at.shape[:-1])))  # the weights are shared: every leading dim is a row
+        bias = n.inputs[2] if len(n.inputs) > 2 else ""
+        self.w.line(
+            f"wt_gemm_packed_f32({self.var(out)}, {self.var(a)}, {self.var(wp)}, {self._opt(bias)}, "
+            f"1, {rows}, {n.attrs['n']}, {c_dim(at.shape[-1])}, 0);"
+        )
+
     def op_conv2d(self, n: Node) -> None:
         x, wt, out = n.inputs[0], n.inputs[1], n.outputs[0]
         xs, ws, os = self.t(x).shape, self.t(wt).shape, self.t(out).shape

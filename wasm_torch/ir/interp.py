@@ -195,6 +195,13 @@ def run_node(
         if len(args) > 2 and args[2] is not None:
             y = y + args[2]
         return [y.astype(args[0].dtype)]
+    if op == "matmul_packed":  # weights in 8-column panels (P, K, 8); see passes/pack_weights.py
+        wp = args[1]
+        w = wp.transpose(1, 0, 2).reshape(wp.shape[1], -1)[:, : a["n"]]
+        y = np.matmul(args[0].astype(np.float64), w.astype(np.float64))
+        if len(args) > 2 and args[2] is not None:
+            y = y + args[2]
+        return [y.astype(args[0].dtype)]
     if op == "conv2d":
         return [_conv2d(x, args[1], args[2] if len(args) > 2 else None, n)]
     if op in ("max_pool2d", "avg_pool2d"):

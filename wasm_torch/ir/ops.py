@@ -98,6 +98,11 @@ def _matmul(n: Node, t: list[TensorType]) -> list[TensorType]:
     return [TensorType(a.dtype, (*batch, a.shape[-2], b.shape[-1]))]
 
 
+def _matmul_packed(n: Node, t: list[TensorType]) -> list[TensorType]:
+    a = t[0]
+    return [TensorType(a.dtype, (*a.shape[:-1], n.attrs["n"]))]
+
+
 def _conv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
     x, w = t[0], t[1]
     (sh, sw), (ph, pw), (dh, dw) = n.attrs["stride"], n.attrs["padding"], n.attrs["dilation"]
@@ -191,6 +196,7 @@ INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     **{op: _reduce for op in REDUCE},
     "argmax": _argmax,
     "matmul": _matmul,
+    "matmul_packed": _matmul_packed,
     "conv2d": _conv2d,
     "max_pool2d": _pool2d,
     "avg_pool2d": _pool2d,

@@ -16,3 +16,5 @@ WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, i
                              int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
                              int divisor_override);
 WT_KERNEL void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW);
+WT_KERNEL void wt_gemm_packed_f32(float* out, const float* a, const float* wp, const float* bias, int batch,
+                                  int M, int N, int K, int a_bstride);
