@@ -32,6 +32,7 @@ test: $(STAMP) lint
 # wasm vs PyTorch eager); the peer comparison with ONNX Runtime (Web) is issue 3.
 bench: $(STAMP)
 	$(BIN)/python bench/zoo_report.py --out bench/results/zoo.json
+	$(BIN)/python bench/gemm.py --out bench/results/gemm.json
 	$(BIN)/python bench/serve_balancing.py
 	$(BIN)/python bench/serve_recovery.py
 

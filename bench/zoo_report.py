@@ -50,10 +50,18 @@ def row(name, model, example, fresh, dyn, root: Path, repeat: int) -> dict:
     arrays = [x.numpy() for x in fresh]
     t_wasm = median_ms(lambda: m(*arrays), repeat)
     mem = art.manifest.raw["memory"]
-    return {"model": name, "code_bytes": art.code_bytes, "weights_bytes": art.weights_bytes,
-            "arena_bytes": mem["arena_bytes"], "arena_unplanned_bytes": mem["arena_unplanned_bytes"],
-            "max_abs_err": err["max_abs_err"], "ok": err["ok"], "ours_ms": round(t_wasm, 3),
-            "torch_ms": round(t_torch, 3), "input_shapes": [list(x.shape) for x in fresh]}
+    return {
+        "model": name,
+        "code_bytes": art.code_bytes,
+        "weights_bytes": art.weights_bytes,
+        "arena_bytes": mem["arena_bytes"],
+        "arena_unplanned_bytes": mem["arena_unplanned_bytes"],
+        "max_abs_err": err["max_abs_err"],
+        "ok": err["ok"],
+        "ours_ms": round(t_wasm, 3),
+        "torch_ms": round(t_torch, 3),
+        "input_shapes": [list(x.shape) for x in fresh],
+    }
 
 
 def main() -> int:
@@ -76,18 +84,41 @@ def main() -> int:
         g = torch.Generator().manual_seed(0)
         ids = torch.randint(1000, 20000, (1, 128), generator=g)
         fresh = (ids, torch.ones_like(ids))
-        rows.append(row("minilm_seq128", model, (enc["input_ids"], enc["attention_mask"]), fresh,
-                        {"input_ids": {1: seq}, "attention_mask": {1: seq}}, root, a.repeat))
+        rows.append(
+            row(
+                "minilm_seq128",
+                model,
+                (enc["input_ids"], enc["attention_mask"]),
+                fresh,
+                {"input_ids": {1: seq}, "attention_mask": {1: seq}},
+                root,
+                a.repeat,
+            )
+        )
         print(rows[-1], flush=True)
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__},
-              "command": "python bench/zoo_report.py", "torch_threads": 1, "repeat": a.repeat, "rows": rows}
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+        },
+        "command": "python bench/zoo_report.py",
+        "torch_threads": 1,
+        "repeat": a.repeat,
+        "rows": rows,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
-    print(f"\n{'model':<22}{'code B':>9}{'weights B':>12}{'max err':>10}{'ours ms':>10}{'torch ms':>10}{'ratio':>7}")
+    print(
+        f"\n{'model':<22}{'code B':>9}{'weights B':>12}{'max err':>10}{'ours ms':>10}{'torch ms':>10}{'ratio':>7}"
+    )
     for r in rows:
-        print(f"{r['model']:<22}{r['code_bytes']:>9,}{r['weights_bytes']:>12,}{r['max_abs_err']:>10.2e}"
-              f"{r['ours_ms']:>10.2f}{r['torch_ms']:>10.2f}{r['ours_ms'] / r['torch_ms']:>7.2f}")
+        print(
+            f"{r['model']:<22}{r['code_bytes']:>9,}{r['weights_bytes']:>12,}{r['max_abs_err']:>10.2e}"
+            f"{r['ours_ms']:>10.2f}{r['torch_ms']:>10.2f}{r['ours_ms'] / r['torch_ms']:>7.2f}"
+        )
     return 0 if all(r["ok"] for r in rows) else 1
 
 
