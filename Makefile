@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo_minilm.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check wasm_torch tests examples
+	$(BIN)/ruff check .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -56,7 +56,7 @@ def _error(res: dict) -> dict:
 
 
 def test_missing_file(run_node, zoo_artifact, tmp_path):
-    path, ex = zoo_artifact("mlp")
+    path, _ = zoo_artifact("mlp")
     art = _copy(path, tmp_path)
     (art / "model.wasm").unlink()
     err = _error(run_node(art, [], tmp_path / "o"))

@@ -12,7 +12,6 @@ from wasm_torch.nn.differential import DifferentialAttention, DifferentialConfig
 def paper_forward(m: DifferentialAttention, x, causal):
     """Ye et al. 2024, eq. (1)–(3), from the module's weights, using PyTorch's SDPA as the softmax oracle."""
     cfg = m.config
-    b, t, _ = x.shape
     h, d = cfg.heads, cfg.head_dim
     heads = []
     lam = (math.exp(float(m.lambda_q1 @ m.lambda_k1)) - math.exp(float(m.lambda_q2 @ m.lambda_k2))

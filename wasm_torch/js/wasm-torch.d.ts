@@ -47,6 +47,7 @@ export function fetchArtifact(src: string | URL, opts?: LoadOptions): Promise<Pa
 export function load(src: string | URL, opts?: LoadOptions): Promise<WasmTorch>;
 
 export class WasmTorch {
+  static loadInWorker(src: string | URL, opts?: WorkerOptions): Promise<WorkerModel | WasmTorch>;
   static load(src: string | URL, opts?: LoadOptions): Promise<WasmTorch>;
   static fromParts(parts: Parts, opts?: LoadOptions): Promise<WasmTorch>;
   readonly manifest: Manifest;
@@ -63,4 +64,23 @@ export class WasmTorch {
   runSync(inputs: Record<string, InputValue>, opts?: RunOptions): Record<string, Output>;
   stats(): Stats;
 }
+export interface WorkerOptions extends LoadOptions { workers?: number; workerUrl?: string | URL }
+/** A model in Web Workers: same run() contract, never blocks the page. */
+export class WorkerModel {
+  readonly manifest: Manifest;
+  readonly name: string;
+  readonly inputs: TensorSpec[];
+  readonly outputs: TensorSpec[];
+  readonly threads: number;
+  readonly shared: boolean;
+  readonly isolated: boolean;
+  bytes: Bytes;
+  loadMs: number;
+  memoryBytes: number;
+  workerScriptBytes: number;
+  run(inputs: Record<string, InputValue>, opts?: RunOptions): Promise<Record<string, Output>>;
+  stats(): Promise<Stats[]>;
+  terminate(): void;
+}
+export function loadInWorker(src: string | URL, opts?: WorkerOptions): Promise<WorkerModel | WasmTorch>;
 export default WasmTorch;

@@ -546,3 +546,138 @@ function writeInto(view, data, dtype) {
 /** Shorthand for WasmTorch.load. */
 export const load = (src, opts) => WasmTorch.load(src, opts);
 export default WasmTorch;
+
+// ---- worker mode -------------------------------------------------------------------------------
+const ERRORS = { WasmTorchError, ArtifactError, IntegrityError, InputError, MemoryLimitError, TrapError, UnsupportedError };
+const revive = (e) => new (ERRORS[e.name] ?? WasmTorchError)(e.message);
+
+/** A model running in one or more Web Workers: same run()/stats() API, the page never blocks. */
+export class WorkerModel {
+  #workers;
+  #idle;
+  #queue = [];
+  #pending = new Map();
+  #next = 1;
+
+  constructor(manifest, workers, info) {
+    this.manifest = manifest;
+    this.name = manifest.name;
+    this.inputs = manifest.inputs;
+    this.outputs = manifest.outputs;
+    this.#workers = workers;
+    this.#idle = [...workers];
+    Object.assign(this, info);
+  }
+
+  /** Number of workers (parallel runs). */
+  get threads() {
+    return this.#workers.length;
+  }
+
+  static _call(worker, pending, id, msg, transfer = []) {
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject, worker });
+      worker.postMessage({ id, ...msg }, transfer);
+    });
+  }
+
+  _attach(worker) {
+    worker.onmessage = (ev) => {
+      const p = this.#pending.get(ev.data.id);
+      if (!p) return;
+      this.#pending.delete(ev.data.id);
+      if (ev.data.error) p.reject(revive(ev.data.error));
+      else p.resolve(ev.data.result);
+    };
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      const err = new WasmTorchError(`wasm-torch worker failed: ${ev.message ?? "script error"}`);
+      for (const [id, p] of this.#pending) {
+        if (p.worker === worker) {
+          this.#pending.delete(id);
+          p.reject(err);
+        }
+      }
+    };
+  }
+
+  _post(worker, msg, transfer) {
+    const id = this.#next++;
+    return WorkerModel._call(worker, this.#pending, id, msg, transfer);
+  }
+
+  /** Same contract as WasmTorch.run; runs on the first idle worker (queued when all are busy). */
+  async run(inputs, opts = {}) {
+    const worker = this.#idle.pop() ?? (await new Promise((r) => this.#queue.push(r)));
+    try {
+      return await this._post(worker, { op: "run", inputs, opts: { shapes: opts.shapes } });
+    } finally {
+      const waiter = this.#queue.shift();
+      if (waiter) waiter(worker);
+      else this.#idle.push(worker);
+    }
+  }
+
+  /** Stats of every worker. */
+  stats() {
+    return Promise.all(this.#workers.map((w) => this._post(w, { op: "stats" })));
+  }
+
+  terminate() {
+    for (const w of this.#workers) w.terminate();
+  }
+}
+
+/**
+ * Load an artifact and run it in Web Workers. The page downloads and verifies the files once
+ * (fetch, streaming compile and sha256 are all asynchronous), then hands the compiled module and
+ * the weights to each worker. Cross-origin isolated pages get `workers` instances (default:
+ * min(4, hardwareConcurrency)) sharing one SharedArrayBuffer copy of the weights in transit;
+ * other pages get one worker and a loud console warning. Without Worker (Node), runs in-thread.
+ * @param {string|URL} src @param {{workers?: number, workerUrl?: string|URL, verify?: boolean, fetch?: typeof fetch}} [opts]
+ */
+export async function loadInWorker(src, opts = {}) {
+  const t0 = performance.now();
+  if (typeof Worker === "undefined") {
+    console.warn("wasm-torch: Web Workers are unavailable here; running the model on this thread.");
+    return WasmTorch.load(src, opts);
+  }
+  const isolated = globalThis.crossOriginIsolated === true;
+  const hw = globalThis.navigator?.hardwareConcurrency || 1;
+  const n = Math.max(1, opts.workers ?? (isolated ? Math.min(4, hw) : 1));
+  if (!isolated) {
+    console.warn(
+      "%cwasm-torch: this page is NOT cross-origin isolated, so SharedArrayBuffer is off and the model runs " +
+        "in ONE worker thread (parallel runs queue). Serve the page with the headers " +
+        "'Cross-Origin-Opener-Policy: same-origin' and 'Cross-Origin-Embedder-Policy: require-corp' " +
+        "(see serve.py / _headers next to index.html) to run several in parallel.",
+      "font-weight:bold;font-size:1.2em;color:#b00",
+    );
+  }
+  const parts = await fetchArtifact(src, opts);
+  let weights = parts.weights;
+  const shared = isolated && n > 1 && typeof SharedArrayBuffer !== "undefined";
+  if (shared) {
+    const sab = new SharedArrayBuffer(weights.byteLength);
+    new Uint8Array(sab).set(weights);
+    weights = new Uint8Array(sab);
+  }
+  const url = opts.workerUrl ?? new URL("./wasm-torch-worker.mjs", import.meta.url);
+  const workers = Array.from({ length: n }, () => new Worker(url, { type: "module", name: `wasm-torch-${parts.manifest.name}` }));
+  const model = new WorkerModel(parts.manifest, workers, { bytes: parts.bytes, shared, isolated });
+  workers.forEach((w) => model._attach(w));
+  const msg = (w) => ({ op: "init", parts: { manifest: parts.manifest, module: parts.module, weights, base: parts.base, bytes: parts.bytes } });
+  try {
+    const infos = await Promise.all(
+      workers.map((w, i) => model._post(w, msg(w), !shared && i === n - 1 ? [weights.buffer] : [])),
+    );
+    model.memoryBytes = infos[0].memoryBytes;
+    model.workerScriptBytes = infos[0].scriptBytes;
+  } catch (e) {
+    model.terminate();
+    throw e;
+  }
+  model.loadMs = performance.now() - t0;
+  return model;
+}
+WasmTorch.loadInWorker = loadInWorker;

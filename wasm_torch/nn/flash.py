@@ -48,9 +48,9 @@ def flash_attention(
     for q0 in range(0, tq, block_q):  # tile loops have static bounds: torch.export unrolls them
         q1 = min(q0 + block_q, tq)
         qi = q[..., q0:q1, :]  # (..., bq, D)
-        m = torch.full(qi.shape[:-1] + (1,), NEG_INF, dtype=q.dtype, device=q.device)  # (..., bq, 1)
+        m = torch.full((*qi.shape[:-1], 1), NEG_INF, dtype=q.dtype, device=q.device)  # (..., bq, 1)
         ell = torch.zeros_like(m)
-        acc = torch.zeros(qi.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)  # (..., bq, Dv)
+        acc = torch.zeros((*qi.shape[:-1], v.shape[-1]), dtype=q.dtype, device=q.device)  # (..., bq, Dv)
         k_end = min(tk, q1) if causal else tk  # keys after the last query of the tile are never visible
         for k0 in range(0, k_end, block_k):
             k1 = min(k0 + block_k, tk)

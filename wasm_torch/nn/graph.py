@@ -108,10 +108,8 @@ class GAT(nn.Module):
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         alpha, xp = self.attention(x, adj)
         out = torch.matmul(alpha, xp)  # (…, H, N, C)
-        if self.config.concat:
-            out = out.transpose(-3, -2).flatten(-2)  # (…, N, H·C)
-        else:
-            out = out.mean(-3)  # (…, N, C)
+        # concat: (…, N, H·C); otherwise the head mean (…, N, C)
+        out = out.transpose(-3, -2).flatten(-2) if self.config.concat else out.mean(-3)
         return out + self.bias if self.bias is not None else out
 
 

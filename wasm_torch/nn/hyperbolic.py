@@ -158,10 +158,8 @@ class HyperbolicAttention(nn.Module):
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         c = self.config.curvature
-        if self.reference:
-            d = dist(q.unsqueeze(-2), k.unsqueeze(-3), c)  # (B, Tq, Tk) via Möbius addition
-        else:
-            d = pairwise_dist(q, k, c)  # (B, Tq, Tk)
+        # (B, Tq, Tk): Möbius-addition form (reference) or arcosh form (one matmul)
+        d = dist(q.unsqueeze(-2), k.unsqueeze(-3), c) if self.reference else pairwise_dist(q, k, c)
         if self.config.causal:
             cm = causal_mask(q.shape[-2], k.shape[-2], q.device)
             mask = cm if mask is None else mask & cm
