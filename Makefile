@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+# Node and Debian's Chromium (+ playwright-core from npm) for the JS runtime tests; idempotent.
+browser:
+	bash scripts/setup_browser.sh
+
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (timed figures live here, never in tests). Today: the zoo report (sizes, errors,

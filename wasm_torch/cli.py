@@ -4,6 +4,7 @@ wasm-torch compile pkg.module:factory --input-shape 1,128 [--dtype int64] [--dyn
 wasm-torch run out/ input.npy [more.npy ...] [--save y.npy]
 wasm-torch info out/
 wasm-torch serve out/ --port 8000
+wasm-torch package out/minilm --web site/
 """
 
 from __future__ import annotations
@@ -115,6 +116,14 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(a: argparse.Namespace) -> int:
+    from .web import package_site
+
+    site = package_site(a.artifact, a.web, vocab=a.vocab)
+    print(f"wrote {site}/  ->  python {site}/serve.py 8000  then open http://127.0.0.1:8000/")
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from .serve import ServeSettings, serve
 
@@ -161,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("artifact")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
+    k = sub.add_parser("package", help="write a static web site that runs an artifact in the browser")
+    k.add_argument("artifact")
+    k.add_argument("--web", required=True, metavar="SITE", help="output folder for the site")
+    k.add_argument("--vocab", help="WordPiece vocab.txt (default: MiniLM's, if the artifact is minilm)")
+    k.set_defaults(fn=cmd_package)
     s = sub.add_parser("serve", help="serve artifact folders over HTTP (KServe v2)")
     s.add_argument("models", help="artifact folder, or a folder of artifact folders")
     s.add_argument("--host", default="127.0.0.1")

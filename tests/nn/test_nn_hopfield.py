@@ -37,6 +37,21 @@ def test_energy_never_increases():
     assert (e >= -1e-9).all()  # the energy is bounded below by 0 (Ramsauer et al., Lemma A1)
 
 
+def test_module_iterates_the_update_and_levels_chain():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 20, 6, generator=g, dtype=torch.float64)
+    xi = torch.randn(2, 3, 6, generator=g, dtype=torch.float64)
+    expected = xi
+    for _ in range(3):
+        expected = hopfield_update(expected, x, x, 0.3)
+    torch.testing.assert_close(ModernHopfield(beta=0.3, steps=3)(xi, x), expected)
+    k1, v1 = torch.randn(9, 6, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64)
+    net = HierarchicalHopfield([(x[0], None), (k1, v1)], betas=[0.3, 0.7], steps=3)
+    lvl0, lvl1 = net(xi[0])
+    torch.testing.assert_close(lvl0, expected[0])
+    torch.testing.assert_close(lvl1, hopfield_update(expected[0], k1, v1, 0.7))  # hetero level: one step
+
+
 def test_noisy_cue_retrieves_the_nearest_stored_pattern():
     g = torch.Generator().manual_seed(2)
     x = bipolar(64, 128, g)

@@ -36,3 +36,10 @@ def test_gradient_reaches_only_winners():
     y = KWinnerTakeAll(k=2)(x)
     y.sum().backward()
     torch.testing.assert_close(x.grad, (y != 0).float())
+
+
+def test_ties_still_give_exactly_k_winners():
+    x = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.5], [2.0, 2.0, 2.0, 2.0, 2.0]])
+    m = KWinnerTakeAll(k=2, output="mask")(x)
+    assert (m.sum(-1) == 2).all()
+    assert m[0, [0, 4]].sum() == 0  # the two winners of row 0 come from the tied maxima

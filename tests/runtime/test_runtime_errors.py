@@ -190,3 +190,20 @@ def test_validation_refuses_to_write(tmp_path, monkeypatch):
     with pytest.raises(ValidationError, match="max abs error 1"):
         wasm_torch.compile(nn.Linear(3, 2), (torch.randn(1, 3),), tmp_path / "v")
     assert not (tmp_path / "v").exists()
+
+
+def test_compiled_module_is_cached_in_memory_and_on_disk(small, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, art = small
+    assert art.load().stats()["module_source"] == "memory"  # compiled once in this process already
+    code = f"import wasm_torch; print(wasm_torch.load({str(art.path)!r}).stats()['module_source'])"
+    env = {**os.environ, "WASM_TORCH_CACHE": str(tmp_path / "cache")}
+    def run() -> str:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return proc.stdout.strip()
+
+    assert run() == "compiled"
+    assert run() == "disk"  # a new process reuses the serialized Cranelift output

@@ -77,7 +77,7 @@ export class WorkerModel {
   bytes: Bytes;
   loadMs: number;
   memoryBytes: number;
-  workerScriptBytes: number;
+  workerResources: [string, number][];
   run(inputs: Record<string, InputValue>, opts?: RunOptions): Promise<Record<string, Output>>;
   stats(): Promise<Stats[]>;
   terminate(): void;

@@ -672,7 +672,7 @@ export async function loadInWorker(src, opts = {}) {
       workers.map((w, i) => model._post(w, msg(w), !shared && i === n - 1 ? [weights.buffer] : [])),
     );
     model.memoryBytes = infos[0].memoryBytes;
-    model.workerScriptBytes = infos[0].scriptBytes;
+    model.workerResources = infos[0].resources; // [url, bytes] the worker itself fetched (its scripts)
   } catch (e) {
     model.terminate();
     throw e;

@@ -1,0 +1,99 @@
+// The demo page's logic: load MiniLM in a Web Worker, embed the sentences, rank them for a query.
+// window.__demo exposes state for the browser test (ranking, embeddings, timings, errors).
+import { WasmTorch } from "./wasm-torch.mjs";
+import { WordPiece } from "./wordpiece.mjs";
+import { embed, rank } from "./embed.mjs";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const demo = (window.__demo = { ready: false, error: null, timings: {}, queries: [] });
+const kb = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`);
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function figures(rows) {
+  $("figures").replaceChildren(...rows.map(([k, v]) => {
+    const tr = document.createElement("tr");
+    tr.innerHTML = "<td></td><td></td>";
+    tr.children[0].textContent = k;
+    tr.children[1].textContent = v;
+    return tr;
+  }));
+}
+
+/** Bytes downloaded (Resource Timing, each URL once): code (page, JS, wasm, manifest), vocab, weights. */
+function downloaded(model) {
+  const files = new Map(model.workerResources ?? []);
+  for (const e of performance.getEntriesByType("resource")) files.set(e.name, e.encodedBodySize || e.decodedBodySize || 0);
+  const nav = performance.getEntriesByType("navigation")[0];
+  if (nav) files.set(nav.name, nav.encodedBodySize || 0);
+  const by = { code: 0, vocab: 0, weights: 0, files: Object.fromEntries(files) };
+  for (const [url, n] of files) {
+    if (url.endsWith("/weights.bin")) by.weights += n;
+    else if (url.endsWith("/vocab.txt")) by.vocab += n;
+    else by.code += n;
+  }
+  return by;
+}
+
+async function main() {
+  const t0 = performance.now();
+  const threads = params.get("workers");
+  const opts = threads ? { workers: Number(threads) } : {};
+  const [model, vocab] = await Promise.all([
+    params.get("worker") === "0" ? WasmTorch.load("./model/", opts) : WasmTorch.loadInWorker("./model/", opts),
+    fetch("./vocab.txt").then((r) => {
+      if (!r.ok) throw new Error(`vocab.txt could not be fetched: HTTP ${r.status}`);
+      return r.text();
+    }),
+  ]);
+  const seqMax = model.manifest.symbols?.[0]?.max ?? 512;
+  const tok = WordPiece.fromText(vocab, { maxLength: seqMax });
+  const loaded = performance.now();
+  const docs = $("docs").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  const tEmb = performance.now();
+  const embs = await Promise.all(docs.map((d) => embed(model, tok, d)));
+  const done = performance.now();
+  Object.assign(demo, { model, tok, docs, embeddings: embs.map((e) => Array.from(e)), ready: true });
+  demo.timings = { loadMs: loaded - t0, embedDocsMs: done - tEmb, firstLoadMs: done, threads: model.threads ?? 1 };
+  demo.bytes = downloaded(model);
+  const mode = model.threads ? `${model.threads} worker${model.threads > 1 ? "s" : ""}` : "main thread";
+  status(`Ready: ${docs.length} sentences embedded (${mode}${crossOriginIsolated ? ", cross-origin isolated" : ""}).`);
+  const base = [
+    ["first load (page start → sentences embedded)", `${done.toFixed(0)} ms`],
+    ["model download + verify + compile + instantiate", `${(loaded - t0).toFixed(0)} ms`],
+    [`embedding ${docs.length} sentences`, `${(done - tEmb).toFixed(0)} ms`],
+    ["downloaded: loader + wasm (+ page)", kb(demo.bytes.code)],
+    ["downloaded: vocab.txt", kb(demo.bytes.vocab)],
+    ["downloaded: weights.bin", kb(demo.bytes.weights)],
+  ];
+  figures(base);
+  $("query").disabled = $("go").disabled = false;
+  $("query").focus();
+  $("search").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const q = $("query").value;
+    const t = performance.now();
+    const qe = await embed(model, tok, q);
+    const ranking = rank(qe, embs);
+    const ms = performance.now() - t;
+    demo.queries.push({ query: q, ms, embedding: Array.from(qe), ranking });
+    $("results").replaceChildren(...ranking.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.index = r.index;
+      li.innerHTML = `<span class="score">${r.score.toFixed(3)}</span>`;
+      li.append(docs[r.index]);
+      return li;
+    }));
+    figures([[`last query (tokenize + embed + rank)`, `${ms.toFixed(1)} ms`], ...base]);
+  };
+}
+
+main().catch((e) => {
+  demo.error = `${e.name}: ${e.message}`;
+  status(`Could not start the demo: ${demo.error}`, true);
+  console.error(e);
+});
