@@ -14,7 +14,7 @@ def paper_forward(m: DifferentialAttention, x, causal):
     cfg = m.config
     h, d = cfg.heads, cfg.head_dim
     heads = []
-    lam = (math.exp(float(m.lambda_q1 @ m.lambda_k1)) - math.exp(float(m.lambda_q2 @ m.lambda_k2))
+    lam = (math.exp(float((m.lambda_q1 @ m.lambda_k1).detach())) - math.exp(float((m.lambda_q2 @ m.lambda_k2).detach()))
            + (0.8 - 0.6 * math.exp(-0.3 * (cfg.layer_index - 1))))
     wq, wk, wv = m.q_proj.weight, m.k_proj.weight, m.v_proj.weight
     for i in range(h):
