@@ -123,6 +123,19 @@ CASES = {
         (r(2, 3, 9, 8),),
     ),
     "batchnorm": (nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)), (r(2, 3, 5, 5),)),
+    "topk_diagonal_log1p": (
+        lambda x: torch.cat(
+            [
+                torch.topk(x, 3, dim=1).values.flatten(),
+                torch.topk(x, 2, dim=0, largest=False).indices.float().flatten(),
+                torch.diagonal(x).flatten(),
+                torch.diagonal(x, 1).flatten(),
+                torch.log1p(x.abs()).flatten(),
+                F.softplus(x).flatten(),
+            ]
+        ),
+        (r(5, 6),),
+    ),
     "index_select_trailing": (lambda x, i: x.index_select(1, i) + x[:, i], (r(3, 6), ri(6, 4))),
 }
 

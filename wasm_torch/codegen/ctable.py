@@ -29,6 +29,7 @@ FLOAT_ONLY = {
     "tanh": "wt_tanhf({0})",
     "exp": "wt_expf({0})",
     "log": "wt_logf({0})",
+    "log1p": "wt_log1pf({0})",
     "sqrt": "__builtin_sqrtf({0})",
     "rsqrt": "(1.0f / __builtin_sqrtf({0}))",
     "erf": "wt_erff({0})",

@@ -327,6 +327,41 @@ class Emitter:
 
         self.loops(kshape, [contiguous_strides(kshape), [xs[j] for j in kept]], ["0", "0"], outer)
 
+    def op_topk(self, n: Node) -> None:
+        """Per row, insertion into the sorted output row: O(n·k), no scratch memory; ties keep the
+        lower index first, like the interpreter's stable sort."""
+        x, (vals, idxs) = n.inputs[0], n.outputs
+        xt, a = self.t(x), n.attrs
+        axis, k = a["axis"], a["k"]
+        xs = contiguous_strides(xt.shape)
+        os_ = contiguous_strides(self.t(vals).shape)
+        shape = tuple(1 if j == axis else d for j, d in enumerate(xt.shape))
+        better = ">" if a["largest"] else "<"
+        ct = CTYPE[xt.dtype]
+        v, ix, xv = self.var(vals), self.var(idxs), self.var(x)
+        xst, ost = c_dim(xs[axis]), c_dim(os_[axis])
+
+        def body(o: list[str]) -> None:
+            w = self.w
+            at = lambda p: f"[{o[1]} + ({p}) * {ost}]"  # noqa: E731
+            w.line("{")
+            w.depth += 1
+            w.line("int cnt = 0;")
+            with w.block(f"for (int i = 0; i < {c_dim(xt.shape[axis])}; i++)"):
+                w.line(f"{ct} val = {xv}[{o[0]} + i * {xst}];")
+                w.line(f"if (cnt == {k} && !(val {better} {v}{at(k - 1)})) continue;")
+                w.line(f"int p = cnt < {k} ? cnt++ : {k} - 1;")
+                with w.block(f"while (p > 0 && val {better} {v}{at('p - 1')})"):
+                    w.line(f"{v}{at('p')} = {v}{at('p - 1')};")
+                    w.line(f"{ix}{at('p')} = {ix}{at('p - 1')};")
+                    w.line("p--;")
+                w.line(f"{v}{at('p')} = val;")
+                w.line(f"{ix}{at('p')} = i;")
+            w.depth -= 1
+            w.line("}")
+
+        self.loops(shape, [xs, os_], ["0", "0"], body)
+
     def op_cumsum(self, n: Node) -> None:
         x, out, axis = n.inputs[0], n.outputs[0], n.attrs["axis"]
         xt = self.t(x)

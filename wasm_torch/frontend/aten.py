@@ -113,9 +113,10 @@ def _unary(op: str, **attrs: Any) -> Lower:
     return lower
 
 
-for (
-    _op
-) in ["neg", "abs", "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "erf", "sin", "cos", "reciprocal", "floor", "ceil", "logical_not"]:
+_UNARY_ATEN = (
+    "neg abs relu sigmoid tanh exp log log1p sqrt rsqrt erf sin cos reciprocal floor ceil logical_not"
+)
+for _op in _UNARY_ATEN.split():
     rule(f"{_op}.default")(_unary(_op))
 rule("silu.default")(_unary("silu"))
 rule("hardsigmoid.default")(_unary("hardsigmoid"))
@@ -470,6 +471,36 @@ def _numel(shape: tuple) -> Any:
     for d in shape:
         n = n * d
     return n
+
+
+@rule("topk.default")
+def _topk(L: Lowering, fx: torch.fx.Node) -> list[str]:
+    args = _args(fx, None, -1, True, True)
+    x = L.value(args[0])
+    k, axis, largest = int(args[1]), args[2] % max(L.type_of(x).rank, 1), bool(args[3])
+    return L.emit("topk", [x], {"k": k, "axis": axis, "largest": largest}, n_out=2)
+
+
+@rule("diagonal.default", "diagonal_copy.default")
+def _diagonal(L: Lowering, fx: torch.fx.Node) -> str:
+    # The diagonal of the last two dims is a strided slice of their flattening: element i at i*(M+1).
+    args = _args(fx, 0, 0, 1)
+    x = L.value(args[0])
+    t = L.type_of(x)
+    offset, d1, d2 = int(args[1]), args[2] % t.rank, args[3] % t.rank
+    rest = [d for d in range(t.rank) if d not in (d1, d2)]
+    if [*rest, d1, d2] != list(range(t.rank)):
+        x = L.emit("permute", [x], {"perm": (*rest, d1, d2)})
+    n, m = L.type_of(x).shape[-2:]
+    if not (isinstance(n, int) and isinstance(m, int)):
+        raise UnsupportedOpError("diagonal over dynamic dimensions")
+    length = min(n, m - offset) if offset >= 0 else min(n + offset, m)
+    if length <= 0:
+        raise UnsupportedOpError("an empty diagonal")
+    start = offset if offset >= 0 else -offset * m
+    lead = L.type_of(x).shape[:-2]
+    flat = L.emit("reshape", [x], {"shape": (*lead, n * m)})
+    return _slice_value(L, flat, len(lead), start, start + (length - 1) * (m + 1) + 1, m + 1)
 
 
 @rule("cumsum.default")

@@ -35,6 +35,7 @@ UNARY_FN: dict[str, Callable[[np.ndarray, Node], np.ndarray]] = {
     "tanh": lambda x, n: _f(x, np.tanh),
     "exp": lambda x, n: _f(x, np.exp),
     "log": lambda x, n: _f(x, np.log),
+    "log1p": lambda x, n: _f(x, np.log1p),
     "sqrt": lambda x, n: _f(x, np.sqrt),
     "rsqrt": lambda x, n: _f(x, lambda v: 1 / np.sqrt(v)),
     "erf": lambda x, n: _f(x, _erf),
@@ -223,6 +224,10 @@ def run_node(
         if len(args) > 2 and args[2] is not None:
             y = y + args[2]
         return [y.astype(x.dtype)]
+    if op == "topk":  # sorted; ties keep the lower index first (stable)
+        key = -x if a["largest"] else x
+        idx = np.take(np.argsort(key, axis=a["axis"], kind="stable"), np.arange(a["k"]), axis=a["axis"])
+        return [np.take_along_axis(x, idx, a["axis"]), idx.astype(np.int64)]
     if op == "cumsum":
         return [np.cumsum(x, axis=a["axis"]).astype(x.dtype)]
     if op == "permute":

@@ -14,7 +14,33 @@ import sympy
 from ..errors import GraphError
 from .graph import Dim, Node, Shape, TensorType, dim
 
-UNARY = ["neg", "abs", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "erf", "sin", "cos", "reciprocal", "floor", "ceil", "logical_not", "copy", "clamp", "leaky_relu", "hardsigmoid", "hardswish"]
+UNARY = [
+    "neg",
+    "abs",
+    "relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "erf",
+    "sin",
+    "cos",
+    "reciprocal",
+    "floor",
+    "ceil",
+    "logical_not",
+    "copy",
+    "clamp",
+    "leaky_relu",
+    "hardsigmoid",
+    "hardswish",
+]
 BINARY_ARITH = ["add", "sub", "mul", "div", "floordiv", "remainder", "pow", "maximum", "minimum", "bitand"]
 BINARY_CMP = ["eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]
 REDUCE = ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_any", "reduce_all", "reduce_prod"]
@@ -101,6 +127,12 @@ def _matmul(n: Node, t: list[TensorType]) -> list[TensorType]:
 def _matmul_packed(n: Node, t: list[TensorType]) -> list[TensorType]:
     a = t[0]
     return [TensorType(a.dtype, (*a.shape[:-1], n.attrs["n"]))]
+
+
+def _topk(n: Node, t: list[TensorType]) -> list[TensorType]:
+    x = t[0]
+    shape = tuple(n.attrs["k"] if i == n.attrs["axis"] else d for i, d in enumerate(x.shape))
+    return [TensorType(x.dtype, shape), TensorType("i64", shape)]
 
 
 def _conv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
@@ -195,6 +227,7 @@ INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     **{op: _elementwise for op in ELEMENTWISE},
     **{op: _reduce for op in REDUCE},
     "argmax": _argmax,
+    "topk": _topk,
     "matmul": _matmul,
     "matmul_packed": _matmul_packed,
     "conv2d": _conv2d,

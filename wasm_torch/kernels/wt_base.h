@@ -83,6 +83,14 @@ WT_INLINE float wt_logf(float x) {
     return m + y + 0.693359375f * fe;
 }
 
+WT_INLINE float wt_log1pf(float x) {
+    /* log(1+x) without cancellation: u = 1+x rounds, and log(u) * x/(u-1) corrects for it. */
+    float u = 1.0f + x;
+    if (u == 1.0f) return x;
+    if (u == wt_bits_to_f(0x7f800000u)) return u;
+    return wt_logf(u) * (x / (u - 1.0f));
+}
+
 WT_INLINE float wt_erff(float x) {
     /* Numerical Recipes erfc (Chebyshev fit), fractional error < 1.2e-7, evaluated in double. */
     double z = x < 0 ? -(double)x : (double)x;
