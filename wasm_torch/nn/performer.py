@@ -28,12 +28,10 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator, orthogonal: 
     """(m, d) random features: blocks of d orthogonal directions with χ_d-distributed norms (rows ~ N(0, I))."""
     if not orthogonal:
         return torch.randn(m, d, generator=generator)
-    blocks = []
-    for _ in range(math.ceil(m / d)):
-        q, r = torch.linalg.qr(torch.randn(d, d, generator=generator))  # orthonormal columns
-        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # sign fix: makes Q Haar-distributed
-        blocks.append(q.T)
-    omega = torch.cat(blocks)[:m]  # (m, d) unit rows, orthogonal within each block
+    g = torch.randn(math.ceil(m / d), d, d, generator=generator)  # one Gaussian matrix per block
+    q, r = torch.linalg.qr(g)  # batched; orthonormal columns
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # sign fix: makes Q Haar-distributed
+    omega = q.transpose(-2, -1).reshape(-1, d)[:m]  # (m, d) unit rows, orthogonal within each block
     norms = torch.randn(m, d, generator=generator).norm(dim=1, keepdim=True)  # χ_d
     return omega * norms
 
