@@ -124,3 +124,15 @@ def test_attention_is_trainable():
     x = torch.randn(2, 5, 4)
     att(x).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in att.parameters())
+
+
+@pytest.mark.parametrize("aggregation", ["einstein", "frechet"])
+def test_float32_is_accurate_near_the_boundary(aggregation):
+    # points at norm 0.99: a Lorentz factor computed as 1/√(1 − c‖k‖²) in the Klein model loses ~1e-4 here
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(2, 12, 8, generator=g, dtype=torch.float64)
+    x = 0.99 * x / x.norm(dim=-1, keepdim=True)
+    att = HyperbolicAttention(dim=8, curvature=1.0, aggregation=aggregation, project_inputs=False, frechet_iters=5)
+    out64 = att(x)
+    out32 = att(x.float())
+    assert (out32.double() - out64).abs().max() < 1e-5

@@ -84,7 +84,16 @@ def test_load_balancing_loss_closed_form():
     assert r.aux_loss.item() > 3.9  # → E when everything goes to one expert
 
 
-def test_router_learns_to_balance_with_aux_loss():
+@pytest.fixture
+def one_thread():
+    # 200 optimiser steps on tiny tensors: intra-op threads only add overhead
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_router_learns_to_balance_with_aux_loss(one_thread):
     torch.manual_seed(4)
     m = MoEAttention(dim=8, experts=4, top_k=1, head_dim=4, capacity_factor=4.0)
     with torch.no_grad():
