@@ -136,6 +136,7 @@ CASES = {
         ),
         (r(5, 6),),
     ),
+    "scatter_value": (lambda x, i: x.scatter(1, i, -2.0), (r(4, 6), ri(6, 4, 2))),
     "index_select_trailing": (lambda x, i: x.index_select(1, i) + x[:, i], (r(3, 6), ri(6, 4))),
 }
 

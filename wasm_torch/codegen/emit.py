@@ -327,6 +327,22 @@ class Emitter:
 
         self.loops(kshape, [contiguous_strides(kshape), [xs[j] for j in kept]], ["0", "0"], outer)
 
+    def op_scatter_value(self, n: Node) -> None:
+        x, idx, out = n.inputs[0], n.inputs[1], n.outputs[0]
+        xt, axis = self.t(x), n.attrs["axis"]
+        xs = contiguous_strides(xt.shape)
+        self.copy_loop(xt.shape, out, xs, "0", x, xs, "0")
+        xsel = [0 if j == axis else s for j, s in enumerate(xs)]
+        ishape = self.t(idx).shape
+        lim, step = c_dim(xt.shape[axis]), c_dim(xs[axis])
+        val = literal(n.attrs["value"], xt.dtype)
+
+        def body(o: list[str]) -> None:
+            i = f"wt_check_index({self.at(idx, o[1])}, {lim})"
+            self.w.line(f"{self.var(out)}[{o[0]} + {i} * {step}] = {val};")
+
+        self.loops(ishape, [xsel, contiguous_strides(ishape)], ["0", "0"], body)
+
     def op_topk(self, n: Node) -> None:
         """Per row, insertion into the sorted output row: O(n·k), no scratch memory; ties keep the
         lower index first, like the interpreter's stable sort."""

@@ -481,6 +481,16 @@ def _topk(L: Lowering, fx: torch.fx.Node) -> list[str]:
     return L.emit("topk", [x], {"k": k, "axis": axis, "largest": largest}, n_out=2)
 
 
+@rule("scatter.value")
+def _scatter_value(L: Lowering, fx: torch.fx.Node) -> str:
+    x, axis, idx, value = fx.args[:4]
+    xv = L.value(x)
+    dt = L.type_of(xv).dtype
+    value = bool(value) if dt == "bool" else (float(value) if dt == "f32" else int(value))
+    attrs = {"axis": axis % max(L.type_of(xv).rank, 1), "value": value}
+    return L.emit("scatter_value", [xv, L.cast(L.value(idx), "i64")], attrs)
+
+
 @rule("diagonal.default", "diagonal_copy.default")
 def _diagonal(L: Lowering, fx: torch.fx.Node) -> str:
     # The diagonal of the last two dims is a strided slice of their flattening: element i at i*(M+1).

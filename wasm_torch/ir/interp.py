@@ -224,6 +224,12 @@ def run_node(
         if len(args) > 2 and args[2] is not None:
             y = y + args[2]
         return [y.astype(x.dtype)]
+    if op == "scatter_value":  # torch.scatter(x, axis, index, value)
+        out = x.copy()
+        pos = list(np.indices(args[1].shape, sparse=True))
+        pos[a["axis"]] = args[1]
+        out[tuple(pos)] = a["value"]
+        return [out]
     if op == "topk":  # sorted; ties keep the lower index first (stable)
         key = -x if a["largest"] else x
         idx = np.take(np.argsort(key, axis=a["axis"], kind="stable"), np.arange(a["k"]), axis=a["axis"])

@@ -228,6 +228,7 @@ INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     **{op: _reduce for op in REDUCE},
     "argmax": _argmax,
     "topk": _topk,
+    "scatter_value": _same,
     "matmul": _matmul,
     "matmul_packed": _matmul_packed,
     "conv2d": _conv2d,
