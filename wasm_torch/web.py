@@ -92,7 +92,9 @@ def package_site(artifact_dir: str | Path, site_dir: str | Path, vocab: str | Pa
     if vocab_path is not None:
         names = {i["name"] for i in manifest.raw["inputs"]}
         if names != {"input_ids", "attention_mask"}:
-            raise ValueError(f"the search demo needs inputs input_ids + attention_mask, {art} has {sorted(names)}")
+            raise ValueError(
+                f"the search demo needs inputs input_ids + attention_mask, {art} has {sorted(names)}"
+            )
         shutil.copyfile(vocab_path, site / "vocab.txt")
         shutil.copyfile(JS_DIR / "demo" / "index.html", site / "index.html")
         shutil.copyfile(JS_DIR / "demo" / "demo.mjs", site / "demo.mjs")

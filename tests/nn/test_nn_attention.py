@@ -16,16 +16,19 @@ from wasm_torch.nn.attention import (
 
 def _qkv(b=2, h=3, tq=7, tk=9, d=8, dv=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, h, tq, d, generator=g, dtype=torch.float64),
-            torch.randn(b, h, tk, d, generator=g, dtype=torch.float64),
-            torch.randn(b, h, tk, dv, generator=g, dtype=torch.float64))
+    return (
+        torch.randn(b, h, tq, d, generator=g, dtype=torch.float64),
+        torch.randn(b, h, tk, d, generator=g, dtype=torch.float64),
+        torch.randn(b, h, tk, dv, generator=g, dtype=torch.float64),
+    )
 
 
 def test_sdpa_matches_torch_unmasked_and_scaled():
     q, k, v = _qkv()
     torch.testing.assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
-    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, scale=0.3),
-                               F.scaled_dot_product_attention(q, k, v, scale=0.3))
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, scale=0.3), F.scaled_dot_product_attention(q, k, v, scale=0.3)
+    )
 
 
 @pytest.mark.parametrize("tq,tk", [(9, 9), (5, 9), (9, 5)])
@@ -40,15 +43,19 @@ def test_sdpa_bool_and_float_masks_match_torch():
     g = torch.Generator().manual_seed(5)
     keep = torch.rand(2, 1, 7, 9, generator=g) > 0.4
     keep[..., 0] = True  # every query keeps at least one key (torch would give NaN otherwise)
-    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, keep),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    )
     bias = torch.randn(7, 9, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, bias),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    )
     # bool mask combined with causal: torch refuses both at once, so build the oracle mask by hand
     both = keep & causal_mask(7, 9)
-    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, keep, is_causal=True),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=both))
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, keep, is_causal=True),
+        F.scaled_dot_product_attention(q, k, v, attn_mask=both),
+    )
 
 
 def test_fully_masked_query_gives_zeros_not_nan():
@@ -94,8 +101,9 @@ def test_multihead_matches_torch_multihead_attention():
     key_mask = torch.ones(3, 6, dtype=torch.bool)
     key_mask[0, 4:] = False
     key_mask[2, 1:3] = False
-    torch.testing.assert_close(ours(x, mem, key_mask=key_mask),
-                               ref(x, mem, mem, key_padding_mask=~key_mask, need_weights=False)[0])
+    torch.testing.assert_close(
+        ours(x, mem, key_mask=key_mask), ref(x, mem, mem, key_padding_mask=~key_mask, need_weights=False)[0]
+    )
 
 
 def test_multihead_causal_matches_torch():
@@ -113,7 +121,7 @@ def test_multihead_heads_are_independent_of_batch():
     x = torch.randn(4, 5, 16)
     full = m(x)
     for b in range(4):
-        torch.testing.assert_close(full[b:b + 1], m(x[b:b + 1]))
+        torch.testing.assert_close(full[b : b + 1], m(x[b : b + 1]))
 
 
 def test_config_validation():

@@ -22,9 +22,9 @@ def pairing(delay_s, w0=0.0, steps=1500):
     m = BTSPLayer(in_features=1, out_features=1, w_init=w0)
     x, p = torch.zeros(1, steps, 1), torch.zeros(1, steps, 1)
     t0 = 700
-    x[0, t0:t0 + 10] = 1
+    x[0, t0 : t0 + 10] = 1
     t1 = t0 + round(delay_s * 100)
-    p[0, t1:t1 + 30] = 1
+    p[0, t1 : t1 + 30] = 1
     m(x, p)
     return m.weight.item()
 
@@ -82,10 +82,10 @@ def association_task(pairs, delay_steps=10, seed=0, n_in=200, n_out=40, a_in=10,
     t = max(80, delay_steps + 40)
     x, p = torch.zeros(pairs, t, n_in), torch.zeros(pairs, t, n_out)
     x[:, :30] = xs[:, None]  # 300 ms of input …
-    p[:, delay_steps:delay_steps + 30] = ys[:, None]  # … and a 300 ms plateau in the target cells
+    p[:, delay_steps : delay_steps + 30] = ys[:, None]  # … and a 300 ms plateau in the target cells
     if sequential:
         for k in range(pairs):  # exactly one exposure per pair
-            layer(x[k:k + 1], p[k:k + 1])
+            layer(x[k : k + 1], p[k : k + 1])
     else:
         layer(x, p)
     out = layer(xs[:, None])[:, 0]
@@ -99,7 +99,9 @@ def test_one_shot_association_recall():
 
 
 def test_recall_needs_the_plateau_inside_the_window():
-    assert association_task(20, delay_steps=600, sequential=False) == 0.0  # plateau 6 s late: nothing recalled
+    assert (
+        association_task(20, delay_steps=600, sequential=False) == 0.0
+    )  # plateau 6 s late: nothing recalled
     layer = BTSPLayer(in_features=5, out_features=2)
     layer(torch.ones(1, 50, 5))  # no plateau → no plasticity
     assert (layer.weight == 0).all()

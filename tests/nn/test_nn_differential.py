@@ -14,17 +14,21 @@ def paper_forward(m: DifferentialAttention, x, causal):
     cfg = m.config
     h, d = cfg.heads, cfg.head_dim
     heads = []
-    lam = (math.exp(float((m.lambda_q1 @ m.lambda_k1).detach())) - math.exp(float((m.lambda_q2 @ m.lambda_k2).detach()))
-           + (0.8 - 0.6 * math.exp(-0.3 * (cfg.layer_index - 1))))
+    lam = (
+        math.exp(float((m.lambda_q1 @ m.lambda_k1).detach()))
+        - math.exp(float((m.lambda_q2 @ m.lambda_k2).detach()))
+        + (0.8 - 0.6 * math.exp(-0.3 * (cfg.layer_index - 1)))
+    )
     wq, wk, wv = m.q_proj.weight, m.k_proj.weight, m.v_proj.weight
     for i in range(h):
-        q1 = x @ wq[2 * i * d:(2 * i + 1) * d].T
-        q2 = x @ wq[(2 * i + 1) * d:(2 * i + 2) * d].T
-        k1 = x @ wk[2 * i * d:(2 * i + 1) * d].T
-        k2 = x @ wk[(2 * i + 1) * d:(2 * i + 2) * d].T
-        v = x @ wv[2 * i * d:(2 * i + 2) * d].T
-        diff = (F.scaled_dot_product_attention(q1, k1, v, is_causal=causal)
-                - lam * F.scaled_dot_product_attention(q2, k2, v, is_causal=causal))
+        q1 = x @ wq[2 * i * d : (2 * i + 1) * d].T
+        q2 = x @ wq[(2 * i + 1) * d : (2 * i + 2) * d].T
+        k1 = x @ wk[2 * i * d : (2 * i + 1) * d].T
+        k2 = x @ wk[(2 * i + 1) * d : (2 * i + 2) * d].T
+        v = x @ wv[2 * i * d : (2 * i + 2) * d].T
+        diff = F.scaled_dot_product_attention(
+            q1, k1, v, is_causal=causal
+        ) - lam * F.scaled_dot_product_attention(q2, k2, v, is_causal=causal)
         normed = F.rms_norm(diff, (2 * d,), m.norm_weight, eps=cfg.norm_eps)
         heads.append((1 - cfg.lambda_init) * normed)
     return torch.cat(heads, dim=-1) @ m.o_proj.weight.T
@@ -82,7 +86,7 @@ def test_batch_independence_and_mask():
     x = torch.randn(3, 6, 16)
     full = m(x)
     for b in range(3):
-        torch.testing.assert_close(full[b:b + 1], m(x[b:b + 1]))
+        torch.testing.assert_close(full[b : b + 1], m(x[b : b + 1]))
     y = x.clone()
     y[:, 4:] += 1
     torch.testing.assert_close(m(y)[:, :4], full[:, :4])  # causal: the future cannot leak back

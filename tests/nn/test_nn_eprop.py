@@ -77,7 +77,9 @@ def test_membrane_leaks_toward_rest_closed_form():
     assert z[0, :, 0].sum() == 0  # v∞ = −59.7 mV < −55 mV: never fires …
     torch.testing.assert_close(v[0, -1, 0], steady[0])  # … and settles at rest + I/(1 − α), not at I
     for j in (1, 2):
-        first = math.ceil(math.log(1 - 15.0 * (1 - a) / currents[j].item()) / math.log(a))  # steps to threshold
+        first = math.ceil(
+            math.log(1 - 15.0 * (1 - a) / currents[j].item()) / math.log(a)
+        )  # steps to threshold
         assert int(z[0, :, j].nonzero()[0]) == first - 1
     m0 = EPropLIF(n_in=1, n_rec=3, n_out=1, v_rest=-70.0, v_th=-55.0).double()
     _, z0, v0 = m0.run(torch.zeros(1, 50, 1, dtype=torch.float64))
@@ -87,7 +89,9 @@ def test_membrane_leaks_toward_rest_closed_form():
 @pytest.mark.parametrize("v_rest,v_th", [(0.0, 1.0), (-70.0, -55.0)])
 def test_eprop_equals_bptt_without_recurrence(v_rest, v_th):
     x, y = pattern_task(steps=120, dtype=torch.float64)
-    m = EPropLIF(n_in=20, n_rec=30, n_out=1, w_rec_scale=0.0, v_rest=v_rest, v_th=v_th, w_in_scale=2.0).double()
+    m = EPropLIF(
+        n_in=20, n_rec=30, n_out=1, w_rec_scale=0.0, v_rest=v_rest, v_th=v_th, w_in_scale=2.0
+    ).double()
     g_w, g_out, g_b = bptt_gradients(m, x, y)
     m.learn(x, y, apply=False)
     assert g_w[:, :20].abs().max() > 0.1  # non-trivial: neurons spike and the input weights get gradient

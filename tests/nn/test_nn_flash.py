@@ -63,7 +63,9 @@ def test_flash_large_scores_are_stable():
 
 def test_module_fast_vs_reference_and_gradients():
     g = torch.Generator().manual_seed(4)
-    q, k, v = (torch.randn(2, 2, 17, 8, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    q, k, v = (
+        torch.randn(2, 2, 17, 8, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)
+    )
     fast = FlashAttention(block_q=5, block_k=6, causal=True)
     ref = FlashAttention(fast.config, reference=True)
     torch.testing.assert_close(fast(q, k, v), ref(q, k, v))

@@ -70,9 +70,11 @@ def test_batched_graphs_match_pyg_graph_by_graph():
     x = torch.randn(b, n, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     adj = torch.stack([edge_index_to_adj(ei, n) for ei, _ in graphs])  # (B, N, N)
     torch.manual_seed(8)
-    pairs = [(pyg_nn.GCNConv(5, 4), GCN(in_features=5, out_features=4)),
-             (pyg_nn.GATConv(5, 2, heads=2), GAT(in_features=5, out_features=2, heads=2)),
-             (pyg_nn.SAGEConv(5, 4), GraphSAGE(in_features=5, out_features=4))]
+    pairs = [
+        (pyg_nn.GCNConv(5, 4), GCN(in_features=5, out_features=4)),
+        (pyg_nn.GATConv(5, 2, heads=2), GAT(in_features=5, out_features=2, heads=2)),
+        (pyg_nn.SAGEConv(5, 4), GraphSAGE(in_features=5, out_features=4)),
+    ]
     for ref, ours in pairs:
         ref, ours = ref.double().eval(), ours.double()
         ours.load_state_dict(ref.state_dict())

@@ -41,8 +41,9 @@ def test_exactly_ten_thousand_bits_and_packing():
     assert (unpack(p) == x).all()
     assert (permute(x, DIM) == x).all()  # the cycle is exactly 10,000 long …
     assert (permute(x, 1)[:, 0] == x[:, -1]).all()  # … and bit 9,999 wraps to bit 0
-    popcount_py = torch.tensor([[bin(int(a) ^ int(b)).count("1") for a, b in zip(p[i], p[0], strict=True)]
-                                for i in range(5)]).sum(-1)
+    popcount_py = torch.tensor(
+        [[bin(int(a) ^ int(b)).count("1") for a, b in zip(p[i], p[0], strict=True)] for i in range(5)]
+    ).sum(-1)
     assert (hamming_packed(p, p[:1]) == popcount_py).all()
     assert (hamming_matrix(x, x[:1]).squeeze(-1).long() == popcount_py).all()
 
@@ -137,7 +138,9 @@ def test_attention_fast_matches_popcount_reference_and_oracle():
     out = fast(q, k, v)
     torch.testing.assert_close(out, ref(q, k, v))
     qh, kh = fast.encode(q), fast.encode(k)
-    dist = torch.tensor([[[int((qh[b, i] ^ kh[b, j]).sum()) for j in range(7)] for i in range(5)] for b in range(2)])
+    dist = torch.tensor(
+        [[[int((qh[b, i] ^ kh[b, j]).sum()) for j in range(7)] for i in range(5)] for b in range(2)]
+    )
     w = torch.softmax(6.0 * (1 - 2 * dist.double() / DIM), -1)
     torch.testing.assert_close(out, w @ v)
     torch.testing.assert_close(fast(qh, kh, v), out)  # hypervector inputs directly

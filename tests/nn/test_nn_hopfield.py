@@ -19,8 +19,9 @@ def test_one_update_is_attention_with_scale_beta():
     g = torch.Generator().manual_seed(0)
     xi = torch.randn(2, 5, 16, generator=g, dtype=torch.float64)
     x = torch.randn(2, 30, 16, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(hopfield_update(xi, x, x, 0.7),
-                               F.scaled_dot_product_attention(xi, x, x, scale=0.7))
+    torch.testing.assert_close(
+        hopfield_update(xi, x, x, 0.7), F.scaled_dot_product_attention(xi, x, x, scale=0.7)
+    )
 
 
 def test_energy_never_increases():
@@ -45,7 +46,10 @@ def test_module_iterates_the_update_and_levels_chain():
     for _ in range(3):
         expected = hopfield_update(expected, x, x, 0.3)
     torch.testing.assert_close(ModernHopfield(beta=0.3, steps=3)(xi, x), expected)
-    k1, v1 = torch.randn(9, 6, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64)
+    k1, v1 = (
+        torch.randn(9, 6, generator=g, dtype=torch.float64),
+        torch.randn(9, 4, generator=g, dtype=torch.float64),
+    )
     net = HierarchicalHopfield([(x[0], None), (k1, v1)], betas=[0.3, 0.7], steps=3)
     lvl0, lvl1 = net(xi[0])
     torch.testing.assert_close(lvl0, expected[0])
@@ -70,8 +74,9 @@ def test_three_level_hierarchy_item_category_supercategory():
     items, cats, supers = bipolar(96, 128, g), bipolar(12, 64, g), bipolar(3, 32, g)
     cat_of = torch.arange(96) % 12
     super_of = torch.arange(12) % 3
-    net = HierarchicalHopfield([(items, None), (items, cats[cat_of]), (cats, supers[super_of])],
-                               betas=[1.0, 1.0, 1.0], steps=2)
+    net = HierarchicalHopfield(
+        [(items, None), (items, cats[cat_of]), (cats, supers[super_of])], betas=[1.0, 1.0, 1.0], steps=2
+    )
     target = torch.randint(0, 96, (300,), generator=g)
     cue = flip(items[target], 0.3, g)
     top2 = (cue @ items.T).topk(2, dim=-1)

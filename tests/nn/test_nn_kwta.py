@@ -23,11 +23,13 @@ def test_exactly_the_k_largest_survive(dim):
 
 def test_threshold_mask_and_normalized_outputs():
     x = torch.tensor([[0.5, -1.0, 2.0, 0.05, 1.0, 0.01]])
-    torch.testing.assert_close(KWinnerTakeAll(k=4, threshold=0.1)(x),
-                               torch.tensor([[0.5, 0.0, 2.0, 0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(
+        KWinnerTakeAll(k=4, threshold=0.1)(x), torch.tensor([[0.5, 0.0, 2.0, 0.0, 1.0, 0.0]])
+    )
     torch.testing.assert_close(KWinnerTakeAll(k=2, output="mask")(x), torch.tensor([[0.0, 0, 1, 0, 1, 0]]))
-    torch.testing.assert_close(KWinnerTakeAll(k=2, output="normalized")(x),
-                               torch.tensor([[0.0, 0, 2 / 3, 0, 1 / 3, 0]]))
+    torch.testing.assert_close(
+        KWinnerTakeAll(k=2, output="normalized")(x), torch.tensor([[0.0, 0, 2 / 3, 0, 1 / 3, 0]])
+    )
     torch.testing.assert_close(KWinnerTakeAll(k=50)(x), x)  # k larger than the axis keeps everything
 
 

@@ -53,10 +53,15 @@ def test_window_follows_each_token_not_the_middle():
 
 def test_three_dim_inputs_and_gradients():
     gen = torch.Generator().manual_seed(2)
-    q, k, v = (torch.randn(2, 11, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    q, k, v = (
+        torch.randn(2, 11, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3)
+    )
     fast = LocalGlobalAttention(window=2, num_global=2, causal=True)
     ref = LocalGlobalAttention(fast.config, reference=True)
     torch.testing.assert_close(fast(q, k, v), ref(q, k, v))
-    for a, b in zip(torch.autograd.grad(fast(q, k, v).sum(), (q, k, v)),
-                    torch.autograd.grad(ref(q, k, v).sum(), (q, k, v)), strict=True):
+    for a, b in zip(
+        torch.autograd.grad(fast(q, k, v).sum(), (q, k, v)),
+        torch.autograd.grad(ref(q, k, v).sum(), (q, k, v)),
+        strict=True,
+    ):
         torch.testing.assert_close(a, b)

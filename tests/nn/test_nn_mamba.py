@@ -12,9 +12,10 @@ def oracle(m: Mamba, u):
     cfg = m.config
     b, t, _ = u.shape
     xz = u @ m.in_proj.weight.T
-    x, z = xz[..., :cfg.d_inner], xz[..., cfg.d_inner:]
-    xc = F.conv1d(F.pad(x.transpose(1, 2), (cfg.d_conv - 1, 0)), m.conv1d.weight, m.conv1d.bias,
-                  groups=cfg.d_inner).transpose(1, 2)
+    x, z = xz[..., : cfg.d_inner], xz[..., cfg.d_inner :]
+    xc = F.conv1d(
+        F.pad(x.transpose(1, 2), (cfg.d_conv - 1, 0)), m.conv1d.weight, m.conv1d.bias, groups=cfg.d_inner
+    ).transpose(1, 2)
     xc = xc * torch.sigmoid(xc)
     a = -torch.exp(m.A_log)
     out = torch.zeros(b, t, cfg.d_model, dtype=u.dtype)
@@ -22,9 +23,9 @@ def oracle(m: Mamba, u):
         h = torch.zeros(cfg.d_inner, cfg.d_state, dtype=u.dtype)
         for ti in range(t):
             dbc = m.x_proj.weight @ xc[bi, ti]
-            dt = torch.log1p(torch.exp(m.dt_proj.weight @ dbc[:cfg.rank] + m.dt_proj.bias))
-            bvec = dbc[cfg.rank:cfg.rank + cfg.d_state]
-            cvec = dbc[cfg.rank + cfg.d_state:]
+            dt = torch.log1p(torch.exp(m.dt_proj.weight @ dbc[: cfg.rank] + m.dt_proj.bias))
+            bvec = dbc[cfg.rank : cfg.rank + cfg.d_state]
+            cvec = dbc[cfg.rank + cfg.d_state :]
             h = torch.exp(dt[:, None] * a) * h + torch.outer(dt * xc[bi, ti], bvec)
             y = h @ cvec + m.D * xc[bi, ti]
             y = y * (z[bi, ti] * torch.sigmoid(z[bi, ti]))

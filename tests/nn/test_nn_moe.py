@@ -120,6 +120,6 @@ def test_jitter_only_in_training_and_batch_independent():
     x = torch.randn(3, 6, 8)
     torch.testing.assert_close(m(x), m(x))
     for b in range(3):
-        torch.testing.assert_close(m(x[b:b + 1]), m(x)[b:b + 1])
+        torch.testing.assert_close(m(x[b : b + 1]), m(x)[b : b + 1])
     m.train()
     assert not torch.allclose(m.route(x).probs, m.route(x).probs)

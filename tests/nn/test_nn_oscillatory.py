@@ -32,7 +32,9 @@ def test_route_passes_in_phase_and_blocks_anti_phase():
     msgs = torch.tensor([[[1.0], [3.0], [100.0], [200.0]]], dtype=torch.float64)
     out = KuramotoRouter.route(msgs, theta)
     torch.testing.assert_close(out[0, :2, 0], torch.tensor([1.0, 1.0], dtype=torch.float64))  # (1 + 3)/4
-    torch.testing.assert_close(out[0, 2:, 0], torch.tensor([75.0, 75.0], dtype=torch.float64))  # (100 + 200)/4
+    torch.testing.assert_close(
+        out[0, 2:, 0], torch.tensor([75.0, 75.0], dtype=torch.float64)
+    )  # (100 + 200)/4
 
 
 @pytest.mark.parametrize("adjacency", [False, True])
@@ -44,14 +46,17 @@ def test_fast_coupling_equals_pairwise_reference(adjacency):
     torch.testing.assert_close(fast.coupling_term(theta, a), ref.coupling_term(theta, a))
     pair = ref.coupling_term(theta, None)
     r, psi = order_parameter(theta)
-    torch.testing.assert_close(pair, 1.7 * r[:, None] * torch.sin(psi[:, None] - theta))  # mean-field identity
+    torch.testing.assert_close(
+        pair, 1.7 * r[:, None] * torch.sin(psi[:, None] - theta)
+    )  # mean-field identity
 
 
 def test_two_oscillators_lock_at_arcsin_of_detuning(one_thread):
     # φ = θ₂ − θ₁ obeys dφ/dt = Δω − K sin φ: locks at φ* = arcsin(Δω/K) when |Δω| ≤ K
     m = KuramotoRouter(coupling=2.0, dt=0.01, wrap=False)
-    theta = m.simulate(torch.tensor([[0.0, 2.5]], dtype=torch.float64),
-                       torch.tensor([[0.0, 1.0]], dtype=torch.float64), 3000)[:, -1]
+    theta = m.simulate(
+        torch.tensor([[0.0, 2.5]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64), 3000
+    )[:, -1]
     phi = torch.remainder(theta[0, 1] - theta[0, 0], 2 * math.pi)
     assert phi.item() == pytest.approx(math.asin(0.5), abs=1e-6)
 
@@ -59,8 +64,9 @@ def test_two_oscillators_lock_at_arcsin_of_detuning(one_thread):
 def test_unlocked_pair_beats_at_adler_frequency(one_thread):
     # |Δω| > K: φ drifts with mean angular velocity √(Δω² − K²) (Adler 1946)
     m = KuramotoRouter(coupling=2.0, dt=0.001, wrap=False)
-    traj = m.simulate(torch.zeros(1, 2, dtype=torch.float64), torch.tensor([[0.0, 2.5]], dtype=torch.float64),
-                      20000)[0]
+    traj = m.simulate(
+        torch.zeros(1, 2, dtype=torch.float64), torch.tensor([[0.0, 2.5]], dtype=torch.float64), 20000
+    )[0]
     phi = traj[:, 1] - traj[:, 0]
     beat = 1.5
     period_steps = round(2 * math.pi / beat / 0.001)

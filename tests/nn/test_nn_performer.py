@@ -29,7 +29,7 @@ def _qkv(seed=100, t=64, scale=0.5):
 def test_features_are_orthogonal_with_gaussian_norms():
     om = orthogonal_gaussian(3 * D, D, torch.Generator().manual_seed(0))
     for b in range(3):
-        blk = om[b * D:(b + 1) * D]
+        blk = om[b * D : (b + 1) * D]
         unit = blk / blk.norm(dim=1, keepdim=True)
         torch.testing.assert_close(unit @ unit.T, torch.eye(D), atol=1e-5, rtol=0)
     big = orthogonal_gaussian(4096, D, torch.Generator().manual_seed(1))
@@ -76,8 +76,10 @@ def test_causal_error_shrinks_too():
 def test_linear_path_equals_quadratic_reference(causal):
     q, k, v = _qkv(seed=3, t=20)
     om = orthogonal_gaussian(32, D, torch.Generator().manual_seed(2)).double()
-    torch.testing.assert_close(favor_attention(q, k, v, om, causal=causal),
-                               favor_attention(q, k, v, om, causal=causal, reference=True))
+    torch.testing.assert_close(
+        favor_attention(q, k, v, om, causal=causal),
+        favor_attention(q, k, v, om, causal=causal, reference=True),
+    )
 
 
 def test_causal_output_ignores_the_future():

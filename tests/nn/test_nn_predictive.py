@@ -16,15 +16,17 @@ def smooth_signal(b=4, t=1000, d=8, noise=0.01, seed=0):
     time = torch.arange(t, dtype=torch.float64)[None, :, None]
     freq = 0.001 + 0.005 * torch.rand(b, 1, d, generator=g, dtype=torch.float64)
     phase = 2 * math.pi * torch.rand(b, 1, d, generator=g, dtype=torch.float64)
-    return torch.sin(2 * math.pi * freq * time + phase) + noise * torch.randn(b, t, d, generator=g,
-                                                                              dtype=torch.float64)
+    return torch.sin(2 * math.pi * freq * time + phase) + noise * torch.randn(
+        b, t, d, generator=g, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("granularity", ["vector", "element"])
 @pytest.mark.parametrize("alpha", [1.0, 0.3])
 def test_reconstruction_error_never_exceeds_threshold(granularity, alpha):
-    x = torch.cumsum(0.05 * torch.randn(3, 300, 6, generator=torch.Generator().manual_seed(1),
-                                        dtype=torch.float64), dim=1)  # random walks
+    x = torch.cumsum(
+        0.05 * torch.randn(3, 300, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64), dim=1
+    )  # random walks
     gate = PredictiveCodingGate(threshold=0.1, alpha=alpha, granularity=granularity)
     out = gate(x)
     err = out.reconstruction - x

@@ -26,8 +26,14 @@ def naive(q, k, v, mask):
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ v
 
 
-CASES = [("strided", 4, 1, 23), ("strided", 5, 1, 16), ("fixed", 4, 1, 23), ("fixed", 6, 2, 30),
-         ("fixed", 3, 3, 10), ("strided", 1, 1, 7)]
+CASES = [
+    ("strided", 4, 1, 23),
+    ("strided", 5, 1, 16),
+    ("fixed", 4, 1, 23),
+    ("fixed", 6, 2, 30),
+    ("fixed", 3, 3, 10),
+    ("strided", 1, 1, 7),
+]
 
 
 @pytest.mark.parametrize("pattern,l,c,t", CASES)
@@ -72,4 +78,6 @@ def test_three_dim_inputs():
     gen = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(3, 19, 4, generator=gen, dtype=torch.float64) for _ in range(3))
     cfg = SparseConfig(pattern="fixed", stride=4, summary=2)
-    torch.testing.assert_close(SparseAttention(cfg)(q, k, v), naive(q, k, v, paper_mask(19, "fixed", 4, 2, True)))
+    torch.testing.assert_close(
+        SparseAttention(cfg)(q, k, v), naive(q, k, v, paper_mask(19, "fixed", 4, 2, True))
+    )

@@ -70,12 +70,16 @@ def test_broadcast_is_salience_weighted_attention_over_occupied_slots():
     ws = GlobalWorkspace(dim=6, capacity=6).double()
     g = torch.Generator().manual_seed(3)
     cands = torch.randn(2, 3, 6, generator=g, dtype=torch.float64)
-    state = ws.write(ws.initial_state(2, torch.float64), cands, torch.tensor([[0.5, 0.7, 0.05], [0.3, 0.2, 0.9]],
-                                                                         dtype=torch.float64))
+    state = ws.write(
+        ws.initial_state(2, torch.float64),
+        cands,
+        torch.tensor([[0.5, 0.7, 0.05], [0.3, 0.2, 0.9]], dtype=torch.float64),
+    )
     q = torch.randn(2, 4, 6, generator=g, dtype=torch.float64)
     bias = torch.where(state.salience > 0, state.salience.log(), float("-inf"))[:, None, :]
-    expected = F.scaled_dot_product_attention(ws.q_proj(q), ws.k_proj(state.contents), ws.v_proj(state.contents),
-                                              attn_mask=bias)
+    expected = F.scaled_dot_product_attention(
+        ws.q_proj(q), ws.k_proj(state.contents), ws.v_proj(state.contents), attn_mask=bias
+    )
     torch.testing.assert_close(ws.broadcast(state, q), expected)
     empty = ws.initial_state(2, torch.float64)
     assert (ws.broadcast(empty, q) == 0).all()

@@ -72,8 +72,9 @@ class BTSPLayer(nn.Module):
 
     def weight_change_rate(self, s: Tensor, w: Tensor) -> Tensor:
         c = self.config
-        return ((c.w_max - w) * c.k_plus * overlap_gain(s, c.theta_plus, c.beta_plus)
-                - w * c.k_minus * overlap_gain(s, c.theta_minus, c.beta_minus))
+        return (c.w_max - w) * c.k_plus * overlap_gain(
+            s, c.theta_plus, c.beta_plus
+        ) - w * c.k_minus * overlap_gain(s, c.theta_minus, c.beta_minus)
 
     def forward(self, x: Tensor, plateau: Tensor | None = None) -> Tensor:
         if plateau is None or not self.learning:

@@ -68,8 +68,11 @@ class DifferentialAttention(nn.Module):
 
     def lam(self) -> Tensor:
         """The re-parameterised scalar λ."""
-        return (torch.exp((self.lambda_q1 * self.lambda_k1).sum()) - torch.exp((self.lambda_q2 * self.lambda_k2).sum())
-                + self.config.lambda_init)
+        return (
+            torch.exp((self.lambda_q1 * self.lambda_k1).sum())
+            - torch.exp((self.lambda_q2 * self.lambda_k2).sum())
+            + self.config.lambda_init
+        )
 
     def attention_maps(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The two softmax maps, each (B, H, T, T)."""

@@ -90,7 +90,7 @@ class EPropLIF(nn.Module):
 
     @property
     def w_rec(self) -> Tensor:
-        return self.weight[:, self.config.n_in:]
+        return self.weight[:, self.config.n_in :]
 
     @property
     def alpha(self) -> float:
@@ -111,8 +111,12 @@ class EPropLIF(nn.Module):
 
     def _membrane(self, pre: Tensor, v: Tensor, z: Tensor) -> Tensor:
         c = self.config
-        return (c.v_rest + self.alpha * (v - c.v_rest) + torch.matmul(pre, self.weight.T)
-                - z * (c.v_th - c.v_rest))
+        return (
+            c.v_rest
+            + self.alpha * (v - c.v_rest)
+            + torch.matmul(pre, self.weight.T)
+            - z * (c.v_th - c.v_rest)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run(x)[0]

@@ -37,7 +37,12 @@ class FlashConfig:
 
 
 def flash_attention(
-    q: Tensor, k: Tensor, v: Tensor, block_q: int = 32, block_k: int = 32, causal: bool = False,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    block_q: int = 32,
+    block_k: int = 32,
+    causal: bool = False,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Tiled online-softmax attention. q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) → (out, lse (..., Tq))."""

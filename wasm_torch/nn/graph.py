@@ -101,7 +101,9 @@ class GAT(nn.Module):
         xp = self.lin(x).unflatten(-1, (cfg.heads, cfg.out_features)).transpose(-3, -2)  # (…, H, N, C)
         a_src = (xp * self.att_src.squeeze(0).unsqueeze(-2)).sum(-1)  # (…, H, N)
         a_dst = (xp * self.att_dst.squeeze(0).unsqueeze(-2)).sum(-1)  # (…, H, N)
-        e = F.leaky_relu(a_dst.unsqueeze(-1) + a_src.unsqueeze(-2), cfg.negative_slope)  # (…, H, N_dst, N_src)
+        e = F.leaky_relu(
+            a_dst.unsqueeze(-1) + a_src.unsqueeze(-2), cfg.negative_slope
+        )  # (…, H, N_dst, N_src)
         keep = ((adj != 0) | _eye_like(adj)).unsqueeze(-3)  # (…, 1, N, N)
         return masked_softmax(e, keep), xp
 

@@ -107,7 +107,7 @@ class HDCMemory(nn.Module):
         start = int(self.count)
         if start + n > self.capacity:
             raise ValueError(f"memory full ({self.capacity} items)")
-        self.items[start:start + n] = hv
+        self.items[start : start + n] = hv
         self.count += n
         return torch.arange(start, start + n)
 
@@ -151,7 +151,9 @@ class HDCAttention(nn.Module):
 
     planes: Tensor
 
-    def __init__(self, config: HDCAttentionConfig | None = None, reference: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, config: HDCAttentionConfig | None = None, reference: bool = False, **overrides: Any
+    ) -> None:
         super().__init__()
         self.config = cfg = make_config(HDCAttentionConfig, config, overrides)
         self.reference = reference

@@ -67,12 +67,19 @@ class HierarchicalHopfield(nn.Module):
     With `learnable=True` the memories are parameters (trainable by backprop); otherwise buffers.
     """
 
-    def __init__(self, levels: Sequence[tuple[Tensor, Tensor | None]], betas: float | Sequence[float] = 8.0,
-                 steps: int = 1, learnable: bool = False) -> None:
+    def __init__(
+        self,
+        levels: Sequence[tuple[Tensor, Tensor | None]],
+        betas: float | Sequence[float] = 8.0,
+        steps: int = 1,
+        learnable: bool = False,
+    ) -> None:
         super().__init__()
         if not levels:
             raise ValueError("need at least one level")
-        self.betas = [float(betas)] * len(levels) if isinstance(betas, int | float) else [float(b) for b in betas]
+        self.betas = (
+            [float(betas)] * len(levels) if isinstance(betas, int | float) else [float(b) for b in betas]
+        )
         if len(self.betas) != len(levels):
             raise ValueError("one beta per level")
         self.steps = steps

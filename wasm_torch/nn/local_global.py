@@ -34,8 +34,9 @@ class LocalGlobalConfig:
             raise ValueError("window and num_global must be ≥ 0")
 
 
-def local_global_mask(t: int, window: int, num_global: int, causal: bool, device: torch.device | None = None
-                      ) -> Tensor:
+def local_global_mask(
+    t: int, window: int, num_global: int, causal: bool, device: torch.device | None = None
+) -> Tensor:
     """Dense (T, T) boolean mask, True = attend."""
     i = torch.arange(t, device=device).unsqueeze(1)  # (T, 1)
     j = torch.arange(t, device=device).unsqueeze(0)  # (1, T)
@@ -43,8 +44,9 @@ def local_global_mask(t: int, window: int, num_global: int, causal: bool, device
     return m & (j <= i) if causal else m
 
 
-def local_global_index(t: int, window: int, num_global: int, causal: bool, device: torch.device | None = None
-                       ) -> tuple[Tensor, Tensor]:
+def local_global_index(
+    t: int, window: int, num_global: int, causal: bool, device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-query candidate keys: (T, g + 2w + 1) indices and validity (each key appears at most once)."""
     i = torch.arange(t, device=device).unsqueeze(1)  # (T, 1)
     off = torch.arange(-window, window + 1, device=device).unsqueeze(0)  # (1, 2w+1)
@@ -61,7 +63,9 @@ def local_global_index(t: int, window: int, num_global: int, causal: bool, devic
 class LocalGlobalAttention(nn.Module):
     """Sliding-window + global-token attention over q, k, v of shape (B, [H,] T, D) (self-attention: Tq = Tk)."""
 
-    def __init__(self, config: LocalGlobalConfig | None = None, reference: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, config: LocalGlobalConfig | None = None, reference: bool = False, **overrides: Any
+    ) -> None:
         super().__init__()
         self.config = make_config(LocalGlobalConfig, config, overrides)
         self.reference = reference
@@ -82,6 +86,8 @@ class LocalGlobalAttention(nn.Module):
         local = gathered_attention(q, k, v, idx, valid, scale)  # (B, H, T, Dv)
         g = min(c.num_global, t)
         if g:
-            glob = scaled_dot_product_attention(q[:, :, :g], k, v, is_causal=c.causal, scale=scale)  # (B, H, g, Dv)
+            glob = scaled_dot_product_attention(
+                q[:, :, :g], k, v, is_causal=c.causal, scale=scale
+            )  # (B, H, g, Dv)
             local = torch.cat([glob, local[:, :, g:]], dim=2)  # (B, H, T, Dv)
         return local.squeeze(1) if squeeze else local

@@ -73,35 +73,43 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
         with torch.no_grad():
             nn.init.uniform_(self.dt_proj.weight, -(r**-0.5), r**-0.5)
-            dt = torch.exp(torch.rand(di) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
+            dt = torch.exp(
+                torch.rand(di) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min)
+            )
             dt = dt.clamp(min=cfg.dt_init_floor)
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(di, 1))  # (di, N)
+        self.A_log = nn.Parameter(
+            torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(di, 1)
+        )  # (di, N)
         self.D = nn.Parameter(torch.ones(di))
 
-    def initial_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
-                      ) -> MambaState:
+    def initial_state(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> MambaState:
         cfg = self.config
         dtype = dtype or self.A_log.dtype
-        return MambaState(torch.zeros(batch, cfg.d_inner, cfg.d_conv - 1, device=device, dtype=dtype),
-                          torch.zeros(batch, cfg.d_inner, cfg.d_state, device=device, dtype=dtype))
+        return MambaState(
+            torch.zeros(batch, cfg.d_inner, cfg.d_conv - 1, device=device, dtype=dtype),
+            torch.zeros(batch, cfg.d_inner, cfg.d_state, device=device, dtype=dtype),
+        )
 
     def _ssm_inputs(self, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Δ (…, di), B (…, N), C (…, N) from the conv output x̃ (…, di)."""
         r, n = self.config.rank, self.config.d_state
         dbc = self.x_proj(xc)
         dt = F.softplus(self.dt_proj(dbc[..., :r]))
-        return dt, dbc[..., r:r + n], dbc[..., r + n:]
+        return dt, dbc[..., r : r + n], dbc[..., r + n :]
 
     def _conv(self, x: Tensor, conv_state: Tensor | None) -> tuple[Tensor, Tensor]:
         """Causal depthwise conv by K shifted slices. x (B, T, di) → (x̃ before SiLU, last K−1 inputs)."""
         k = self.config.d_conv
         b, t, di = x.shape
-        prev = (conv_state.transpose(1, 2) if conv_state is not None
-                else x.new_zeros(b, k - 1, di))  # (B, K−1, di)
+        prev = (
+            conv_state.transpose(1, 2) if conv_state is not None else x.new_zeros(b, k - 1, di)
+        )  # (B, K−1, di)
         xp = torch.cat([prev, x], dim=1)  # (B, T+K−1, di)
         w = self.conv1d.weight.squeeze(1)  # (di, K)
-        out = sum(xp[:, j:j + t] * w[:, j] for j in range(k))  # (B, T, di)
+        out = sum(xp[:, j : j + t] * w[:, j] for j in range(k))  # (B, T, di)
         if self.conv1d.bias is not None:
             out = out + self.conv1d.bias
         return out, xp[:, t:].transpose(1, 2)  # new conv state (B, di, K−1)
@@ -127,8 +135,9 @@ class Mamba(nn.Module):
         return self.out_proj(y), MambaState(conv_state, h)
 
     @staticmethod
-    def _scan_sequential(xc: Tensor, dt: Tensor, bm: Tensor, cm: Tensor, a: Tensor, h: Tensor
-                         ) -> tuple[Tensor, Tensor]:
+    def _scan_sequential(
+        xc: Tensor, dt: Tensor, bm: Tensor, cm: Tensor, a: Tensor, h: Tensor
+    ) -> tuple[Tensor, Tensor]:
         ys = []
         for t in range(xc.shape[1]):
             da = torch.exp(dt[:, t, :, None] * a)  # (B, di, N)
@@ -136,8 +145,9 @@ class Mamba(nn.Module):
             ys.append((h * cm[:, t, None, :]).sum(-1))  # (B, di)
         return torch.stack(ys, dim=1), h
 
-    def _scan_chunked(self, xc: Tensor, dt: Tensor, bm: Tensor, cm: Tensor, a: Tensor, h: Tensor
-                      ) -> tuple[Tensor, Tensor]:
+    def _scan_chunked(
+        self, xc: Tensor, dt: Tensor, bm: Tensor, cm: Tensor, a: Tensor, h: Tensor
+    ) -> tuple[Tensor, Tensor]:
         ys = []
         t_all = xc.shape[1]
         for c0 in range(0, t_all, self.config.chunk):

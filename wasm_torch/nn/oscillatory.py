@@ -53,7 +53,9 @@ class KuramotoRouter(nn.Module):
     θ, ω (B, N); adjacency (N, N) or (B, N, N) or None (all-to-all); messages (B, N, D).
     """
 
-    def __init__(self, config: KuramotoConfig | None = None, reference: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, config: KuramotoConfig | None = None, reference: bool = False, **overrides: Any
+    ) -> None:
         super().__init__()
         self.config = make_config(KuramotoConfig, config, overrides)
         self.reference = reference
@@ -92,8 +94,9 @@ class KuramotoRouter(nn.Module):
         w = a * g / a.sum(-1, keepdim=True).clamp_min(1e-30)
         return torch.matmul(w, messages)  # (B, N, D)
 
-    def forward(self, messages: Tensor, theta: Tensor, omega: Tensor, adjacency: Tensor | None = None
-                ) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, messages: Tensor, theta: Tensor, omega: Tensor, adjacency: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Advance the phases one step, then route: returns (routed messages (B, N, D), new θ)."""
         theta = self.step(theta, omega, adjacency)
         return self.route(messages, theta, adjacency), theta

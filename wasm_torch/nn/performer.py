@@ -30,7 +30,9 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator, orthogonal: 
         return torch.randn(m, d, generator=generator)
     g = torch.randn(math.ceil(m / d), d, d, generator=generator)  # one Gaussian matrix per block
     q, r = torch.linalg.qr(g)  # batched; orthonormal columns
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # sign fix: makes Q Haar-distributed
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(
+        -2
+    )  # sign fix: makes Q Haar-distributed
     omega = q.transpose(-2, -1).reshape(-1, d)[:m]  # (m, d) unit rows, orthogonal within each block
     norms = torch.randn(m, d, generator=generator).norm(dim=1, keepdim=True)  # χ_d
     return omega * norms
@@ -53,8 +55,15 @@ def positive_features(x: Tensor, omega: Tensor, stabilize: str | None = None) ->
     return torch.exp(logits) / math.sqrt(omega.shape[0])
 
 
-def favor_attention(q: Tensor, k: Tensor, v: Tensor, omega: Tensor, causal: bool = False,
-                    reference: bool = False, eps: float = 1e-12) -> Tensor:
+def favor_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    omega: Tensor,
+    causal: bool = False,
+    reference: bool = False,
+    eps: float = 1e-12,
+) -> Tensor:
     """FAVOR+ estimate of softmax(qkᵀ/√d) v. q, k (..., T, d), v (..., T, dv), omega (m, d)."""
     fq = positive_features(q, omega, "row")  # (..., Tq, m)
     fk = positive_features(k, omega, "all")  # (..., Tk, m)
@@ -97,7 +106,9 @@ class PerformerAttention(nn.Module):
 
     omega: Tensor
 
-    def __init__(self, config: PerformerConfig | None = None, reference: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, config: PerformerConfig | None = None, reference: bool = False, **overrides: Any
+    ) -> None:
         super().__init__()
         self.config = cfg = make_config(PerformerConfig, config, overrides)
         self.reference = reference

@@ -51,7 +51,8 @@ def sparse_mask(t: int, cfg: SparseConfig, device: torch.device | None = None) -
         m = ((diff >= 0) & (diff <= l)) | (diff.remainder(l) == 0)
     else:
         m = (torch.div(j, l, rounding_mode="floor") == torch.div(i, l, rounding_mode="floor")) | (
-            j.remainder(l) >= l - cfg.summary)
+            j.remainder(l) >= l - cfg.summary
+        )
     return m & (j <= i) if cfg.causal else m
 
 
@@ -62,15 +63,19 @@ def sparse_index(t: int, cfg: SparseConfig, device: torch.device | None = None) 
     n_blocks = math.ceil(t / l)
     if cfg.pattern == "strided":
         near = torch.arange(0, l + 1, device=device)  # window offsets 0..l
-        far = torch.arange(2, n_blocks + 1, device=device) * l  # column offsets 2l, 3l, … (l is in the window)
+        far = (
+            torch.arange(2, n_blocks + 1, device=device) * l
+        )  # column offsets 2l, 3l, … (l is in the window)
         offs = torch.cat([near, far]) if cfg.causal else torch.cat([near, -near[1:], far, -far])
         pos = i - offs.unsqueeze(0)  # (T, K)
         valid = (pos >= 0) & (pos < t)
     else:
         start = torch.div(i, l, rounding_mode="floor") * l  # first position of i's block, (T, 1)
         own = start + torch.arange(l, device=device).unsqueeze(0)  # (T, l)
-        summ = (torch.arange(n_blocks, device=device).unsqueeze(1) * l
-                + torch.arange(l - cfg.summary, l, device=device).unsqueeze(0)).reshape(1, -1)  # (1, nb·c)
+        summ = (
+            torch.arange(n_blocks, device=device).unsqueeze(1) * l
+            + torch.arange(l - cfg.summary, l, device=device).unsqueeze(0)
+        ).reshape(1, -1)  # (1, nb·c)
         pos = torch.cat([own, summ.expand(t, -1)], dim=1)  # (T, l + nb·c)
         other_block = torch.div(pos, l, rounding_mode="floor") != torch.div(i, l, rounding_mode="floor")
         valid = (pos < t) & torch.cat([torch.ones_like(own, dtype=torch.bool), other_block[:, l:]], dim=1)

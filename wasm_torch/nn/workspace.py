@@ -62,13 +62,16 @@ class GlobalWorkspace(nn.Module):
 
     def initial_state(self, batch: int, dtype: torch.dtype = torch.float32) -> WorkspaceState:
         c = self.config
-        return WorkspaceState(torch.zeros(batch, c.capacity, c.dim, dtype=dtype),
-                              torch.zeros(batch, c.capacity, dtype=dtype))
+        return WorkspaceState(
+            torch.zeros(batch, c.capacity, c.dim, dtype=dtype), torch.zeros(batch, c.capacity, dtype=dtype)
+        )
 
     def salience(self, candidates: Tensor) -> Tensor:
         return torch.sigmoid(self.salience_head(candidates)).squeeze(-1)
 
-    def write(self, state: WorkspaceState, candidates: Tensor, salience: Tensor | None = None) -> WorkspaceState:
+    def write(
+        self, state: WorkspaceState, candidates: Tensor, salience: Tensor | None = None
+    ) -> WorkspaceState:
         """One competition step. candidates (B, M, D); salience (B, M) or None (use the learned head)."""
         c = self.config
         s_new = self.salience(candidates) if salience is None else salience
@@ -91,8 +94,9 @@ class GlobalWorkspace(nn.Module):
         log_s = torch.log(state.salience.clamp_min(1e-30)).unsqueeze(1)  # (B, 1, S)
         return torch.matmul(masked_softmax(scores + log_s, occupied), v)
 
-    def forward(self, candidates: Tensor, state: WorkspaceState | None = None,
-                salience: Tensor | None = None) -> tuple[Tensor, WorkspaceState]:
+    def forward(
+        self, candidates: Tensor, state: WorkspaceState | None = None, salience: Tensor | None = None
+    ) -> tuple[Tensor, WorkspaceState]:
         """Run T steps: candidates (B, T, M, D), salience (B, T, M) or None → broadcasts (B, T, M, D), state."""
         b, t = candidates.shape[:2]
         state = self.initial_state(b, candidates.dtype) if state is None else state

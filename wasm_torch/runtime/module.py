@@ -263,7 +263,9 @@ class WasmModule:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             raise FuelExhausted(f"{self.name}: call ran out of fuel (budget {self.fuel:,}) and was stopped")
         if code == wasmtime.TrapCode.UNREACHABLE:  # kernels trap only on out-of-range index inputs
-            raise IndexOutOfRange(f"{self.name}: an index input (e.g. token ids) is out of range for the model")
+            raise IndexOutOfRange(
+                f"{self.name}: an index input (e.g. token ids) is out of range for the model"
+            )
         raise TrapError(f"{self.name}: wasm trap {code.name if code else '?'}: {t.message}")
 
     # ---- introspection ---------------------------------------------------------------------------

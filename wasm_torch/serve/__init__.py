@@ -14,11 +14,14 @@ __all__ = ["ModelPool", "ServeSettings", "create_app", "serve"]
 def __getattr__(name: str) -> Any:  # lazy: importing the package does not import fastapi
     if name == "create_app":
         from wasm_torch.serve.app import create_app
+
         return create_app
     if name == "serve":
         from wasm_torch.serve.server import serve
+
         return serve
     if name == "ModelPool":
         from wasm_torch.serve.pool import ModelPool
+
         return ModelPool
     raise AttributeError(name)

@@ -112,8 +112,9 @@ class Server:
             pool = self.registry.get(name)
             model = name
             body = await read_body(request, self.settings.max_body_bytes)
-            req = parse_infer_request(loads_strict(body), pool.inputs, pool.outputs,
-                                      self.settings.max_elements)
+            req = parse_infer_request(
+                loads_strict(body), pool.inputs, pool.outputs, self.settings.max_elements
+            )
             record["id"] = req.id
             threshold = self.settings.anomaly_reject_score
             score = self.scorers[name].score(req.inputs, learn_below=threshold)
@@ -124,8 +125,11 @@ class Server:
             if self.audit:
                 record["input_sha256"] = input_digest(req.inputs).hex()[:32]
             results = await pool.ainfer(req.inputs)
-            body_out: dict[str, Any] = {"model_name": name, "model_version": MODEL_VERSION,
-                                        "outputs": encode_outputs(results, req.outputs)}
+            body_out: dict[str, Any] = {
+                "model_name": name,
+                "model_version": MODEL_VERSION,
+                "outputs": encode_outputs(results, req.outputs),
+            }
             if req.id is not None:
                 body_out["id"] = req.id
             response = json_response(body_out)
@@ -142,8 +146,14 @@ class Server:
         self.metrics.requests.labels(model, str(response.status_code)).inc()
         self.metrics.latency.labels(model).observe(elapsed)
         if self.audit:
-            self.audit.append("infer", client=client, model=model, status=response.status_code,
-                              ms=round(elapsed * 1e3, 3), **record)
+            self.audit.append(
+                "infer",
+                client=client,
+                model=model,
+                status=response.status_code,
+                ms=round(elapsed * 1e3, 3),
+                **record,
+            )
         return response
 
 
@@ -169,8 +179,12 @@ def create_app(
                 server.healer.stop()
             server.registry.close()
 
-    app = FastAPI(title="wasm-torch inference server", version=MODEL_VERSION, lifespan=lifespan,
-                  description="KServe v2 (Open Inference Protocol) REST over sandboxed WebAssembly models.")
+    app = FastAPI(
+        title="wasm-torch inference server",
+        version=MODEL_VERSION,
+        lifespan=lifespan,
+        description="KServe v2 (Open Inference Protocol) REST over sandboxed WebAssembly models.",
+    )
     app.state.server = server
 
     @app.exception_handler(StarletteHTTPException)
@@ -193,8 +207,12 @@ def create_app(
     async def live() -> Response:
         return json_response({"live": True})
 
-    @app.get("/v2/health/ready", response_model=schemas.Ready, tags=["v2"],
-             responses={503: {"model": schemas.Ready}})
+    @app.get(
+        "/v2/health/ready",
+        response_model=schemas.Ready,
+        tags=["v2"],
+        responses={503: {"model": schemas.Ready}},
+    )
     async def ready() -> Response:
         ok = server.registry.ready
         return json_response({"ready": ok}, 200 if ok else 503)
@@ -205,9 +223,15 @@ def create_app(
             pool = server.registry.get(name)
         except Exception as exc:
             return error_response(exc)
-        return json_response({"name": name, "versions": [MODEL_VERSION], "platform": "wasm-torch_wasm32",
-                              "inputs": [tensor_metadata(s) for s in pool.inputs],
-                              "outputs": [tensor_metadata(s) for s in pool.outputs]})
+        return json_response(
+            {
+                "name": name,
+                "versions": [MODEL_VERSION],
+                "platform": "wasm-torch_wasm32",
+                "inputs": [tensor_metadata(s) for s in pool.inputs],
+                "outputs": [tensor_metadata(s) for s in pool.outputs],
+            }
+        )
 
     async def model_ready(request: Request, name: str) -> Response:
         try:
@@ -228,12 +252,30 @@ def create_app(
             return error_response(exc)
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/" + MODEL_VERSION):
-        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"],
-                          response_model=schemas.ModelMetadata, responses=schemas.ERROR_RESPONSES)
-        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"],
-                          response_model=schemas.ModelReady, responses=schemas.ERROR_RESPONSES)
-        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["v2"],
-                          response_model=schemas.InferenceResponse, responses=schemas.ERROR_RESPONSES)
+        app.add_api_route(
+            prefix,
+            model_metadata,
+            methods=["GET"],
+            tags=["v2"],
+            response_model=schemas.ModelMetadata,
+            responses=schemas.ERROR_RESPONSES,
+        )
+        app.add_api_route(
+            prefix + "/ready",
+            model_ready,
+            methods=["GET"],
+            tags=["v2"],
+            response_model=schemas.ModelReady,
+            responses=schemas.ERROR_RESPONSES,
+        )
+        app.add_api_route(
+            prefix + "/infer",
+            infer,
+            methods=["POST"],
+            tags=["v2"],
+            response_model=schemas.InferenceResponse,
+            responses=schemas.ERROR_RESPONSES,
+        )
     app.add_api_route("/v2/models/{name}/stats", model_stats, methods=["GET"], tags=["extensions"])
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
@@ -244,8 +286,9 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                              routes=app.routes)
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             app.openapi_schema = schemas.inject_infer_schema(doc)
         return app.openapi_schema
 
@@ -256,6 +299,7 @@ def create_app(
 def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("wasm-torch")
     except Exception:  # running from a source tree
         return "0.1.0"

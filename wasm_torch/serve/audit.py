@@ -38,8 +38,13 @@ class AuditLog:
 
     def append(self, event: str, **fields: Any) -> str:
         with self._lock:
-            record = {"seq": self._seq, "ts": round(time.time(), 6), "event": event, **fields,
-                      "prev": self._prev}
+            record = {
+                "seq": self._seq,
+                "ts": round(time.time(), 6),
+                "event": event,
+                **fields,
+                "prev": self._prev,
+            }
             record["hash"] = _digest(record)
             line = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
             with self.path.open("a", encoding="utf-8") as f:

@@ -139,8 +139,10 @@ class PeakEwma(PowerOfTwo):
 
 def rendezvous_owner(candidates: Sequence[LoadStats], key: bytes) -> int:
     """Replica id that owns `key` by highest-random-weight hashing (stable as replicas come and go)."""
+
     def weight(c: LoadStats) -> bytes:
         return hashlib.blake2b(key + c.rid.to_bytes(4, "little"), digest_size=8).digest()
+
     return max(candidates, key=weight).rid
 
 

@@ -39,7 +39,7 @@ class CircuitBreaker:
         self._outcomes: deque[bool] = deque(maxlen=window)  # True = failure
         self._state = State.CLOSED
         self._opened_at = 0.0
-        self._probes_out = 0      # half-open calls let through and not yet reported
+        self._probes_out = 0  # half-open calls let through and not yet reported
         self._probes_ok = 0
         self._lock = threading.Lock()
         self.transitions: deque[tuple[float, State]] = deque(maxlen=256)

@@ -24,11 +24,11 @@ class WorkerKilled(BaseException):
 
 @dataclass
 class Rule:
-    action: str                       # trap | deadline | oom | hang | slow | kill
-    times: int | None = 1             # how many calls it hits (None = until removed)
-    replica: int | None = None        # only calls on this replica
+    action: str  # trap | deadline | oom | hang | slow | kill
+    times: int | None = 1  # how many calls it hits (None = until removed)
+    replica: int | None = None  # only calls on this replica
     when: Callable[[Inputs], bool] | None = None
-    seconds: float = 0.0              # for deadline / hang / slow
+    seconds: float = 0.0  # for deadline / hang / slow
 
 
 class FaultPlan:

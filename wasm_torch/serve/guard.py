@@ -20,7 +20,7 @@ def check_bearer(header: str | None, tokens: Iterable[str]) -> str:
     """Return the matching token's short id; raise Unauthorized. Constant-time comparison."""
     if not header or not header.startswith("Bearer "):
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    given = header[len("Bearer "):].strip().encode()
+    given = header[len("Bearer ") :].strip().encode()
     for token in tokens:
         if hmac.compare_digest(given, token.encode()):
             return "token:" + token[:4]
@@ -66,8 +66,9 @@ class RateLimiter:
             self._buckets.move_to_end(client)
             wait = bucket.take(now)
         if wait > 0:
-            raise RateLimited(f"rate limit of {self.rate:g} requests/s exceeded; retry in {wait:.2f} s",
-                              retry_after_s=wait)
+            raise RateLimited(
+                f"rate limit of {self.rate:g} requests/s exceeded; retry in {wait:.2f} s", retry_after_s=wait
+            )
 
 
 class RunningStats:

@@ -33,8 +33,9 @@ def max_z_within_window(n: int) -> float:
 
 
 class RollingZ:
-    def __init__(self, window: int = 30, min_samples: int = 8, rel_floor: float = 0.1,
-                 abs_floor: float = 0.0) -> None:
+    def __init__(
+        self, window: int = 30, min_samples: int = 8, rel_floor: float = 0.1, abs_floor: float = 0.0
+    ) -> None:
         self.history: deque[float] = deque(maxlen=window)
         self.min_samples, self.rel_floor, self.abs_floor = min_samples, rel_floor, abs_floor
 
@@ -60,9 +61,9 @@ class ReplicaHealth:
     level: int = 0
     cooldown: int = 0
     healthy_ticks: int = 0
-    since: float | None = None     # first anomalous tick of the current episode
+    since: float | None = None  # first anomalous tick of the current episode
     isolated_at: float | None = None
-    seen: int = 0                   # entries of replica.recent already consumed
+    seen: int = 0  # entries of replica.recent already consumed
 
 
 class Orchestrator:
@@ -81,7 +82,7 @@ class Orchestrator:
         self.clock = clock
         self.health = {(p.name, r.rid): ReplicaHealth() for p in self.pools for r in p.replicas}
         self.events: list[tuple[float, str, int, str]] = []
-        self.recoveries: list[tuple[str, int, float]] = []   # (model, replica, seconds)
+        self.recoveries: list[tuple[str, int, float]] = []  # (model, replica, seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,8 +132,11 @@ class Orchestrator:
                     self._escalate(now, pool, r.rid, h)
                 else:
                     self._calm(now, pool, r.rid, h)
-            if pool.safe_mode and not any_bad and all(
-                    self.health[(pool.name, r.rid)].level == 0 for r in pool.replicas):
+            if (
+                pool.safe_mode
+                and not any_bad
+                and all(self.health[(pool.name, r.rid)].level == 0 for r in pool.replicas)
+            ):
                 pool.exit_safe_mode()
                 self._event(now, pool, -1, "exit_safe_mode")
 
@@ -185,6 +189,7 @@ class Orchestrator:
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 self.tick()
+
         self._thread = threading.Thread(target=loop, daemon=True, name="wt-healer")
         self._thread.start()
 

@@ -14,35 +14,71 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         p = "wasm_torch_"
-        self.requests = Counter(p + "inference_requests", "Inference requests by outcome",
-                                ["model", "code"], registry=r)
-        self.latency = Histogram(p + "inference_request_duration_seconds", "End-to-end request latency",
-                                 ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_time = Histogram(p + "inference_queue_duration_seconds", "Time queued before compute",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.compute_time = Histogram(p + "inference_compute_duration_seconds", "Time in the wasm call",
-                                      ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram(p + "inference_batch_size", "Requests per executed batch",
-                                    ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.requests = Counter(
+            p + "inference_requests", "Inference requests by outcome", ["model", "code"], registry=r
+        )
+        self.latency = Histogram(
+            p + "inference_request_duration_seconds",
+            "End-to-end request latency",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            p + "inference_queue_duration_seconds",
+            "Time queued before compute",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute_time = Histogram(
+            p + "inference_compute_duration_seconds",
+            "Time in the wasm call",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            p + "inference_batch_size",
+            "Requests per executed batch",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.errors = Counter(p + "inference_errors", "Errors by kind", ["model", "kind"], registry=r)
-        self.restarts = Counter(p + "instance_restarts", "Wasm instance restarts",
-                                ["model", "replica", "reason"], registry=r)
+        self.restarts = Counter(
+            p + "instance_restarts", "Wasm instance restarts", ["model", "replica", "reason"], registry=r
+        )
         self.retries = Counter(p + "inference_retries", "Retries on another replica", ["model"], registry=r)
         self.cache = Counter(p + "cache_lookups", "Result cache lookups", ["model", "result"], registry=r)
-        self.cache_hit_ratio = Gauge(p + "cache_hit_ratio", "Result cache hit ratio since start",
-                                     ["model"], registry=r)
-        self.circuit = Gauge(p + "circuit_state", "Circuit state (0 closed, 1 half-open, 2 open)",
-                             ["model", "replica"], registry=r)
-        self.healthy = Gauge(p + "replica_healthy", "1 if the replica takes traffic", ["model", "replica"],
-                             registry=r)
-        self.outstanding = Gauge(p + "replica_outstanding", "Queued + running requests",
-                                 ["model", "replica"], registry=r)
-        self.rejections = Counter(p + "guard_rejections", "Requests rejected before compute",
-                                  ["reason"], registry=r)
-        self.anomaly = Histogram(p + "input_anomaly_score", "Input anomaly score", ["model"],
-                                 buckets=(0.5, 1, 2, 3, 4, 6, 8, 12, 20, 50), registry=r)
-        self.healing = Counter(p + "healing_actions", "Self-healing actions taken", ["model", "action"],
-                               registry=r)
+        self.cache_hit_ratio = Gauge(
+            p + "cache_hit_ratio", "Result cache hit ratio since start", ["model"], registry=r
+        )
+        self.circuit = Gauge(
+            p + "circuit_state",
+            "Circuit state (0 closed, 1 half-open, 2 open)",
+            ["model", "replica"],
+            registry=r,
+        )
+        self.healthy = Gauge(
+            p + "replica_healthy", "1 if the replica takes traffic", ["model", "replica"], registry=r
+        )
+        self.outstanding = Gauge(
+            p + "replica_outstanding", "Queued + running requests", ["model", "replica"], registry=r
+        )
+        self.rejections = Counter(
+            p + "guard_rejections", "Requests rejected before compute", ["reason"], registry=r
+        )
+        self.anomaly = Histogram(
+            p + "input_anomaly_score",
+            "Input anomaly score",
+            ["model"],
+            buckets=(0.5, 1, 2, 3, 4, 6, 8, 12, 20, 50),
+            registry=r,
+        )
+        self.healing = Counter(
+            p + "healing_actions", "Self-healing actions taken", ["model", "action"], registry=r
+        )
         self.safe_mode = Gauge(p + "safe_mode", "1 while the model runs in safe mode", ["model"], registry=r)
 
     def render(self) -> bytes:

@@ -50,8 +50,17 @@ class ModelPool:
         self.safe_mode = False
         self.max_retries = settings.max_retries
         self.replicas = [
-            Replica(i, name, factory, settings, self.metrics, self._reroute, self.batchable, clock,
-                    instance=first if i == 0 else None)
+            Replica(
+                i,
+                name,
+                factory,
+                settings,
+                self.metrics,
+                self._reroute,
+                self.batchable,
+                clock,
+                instance=first if i == 0 else None,
+            )
             for i in range(max(1, settings.replicas))
         ]
         for r in self.replicas:
@@ -69,13 +78,25 @@ class ModelPool:
         return {
             "batchable": self.batchable,
             "safe_mode": self.safe_mode,
-            "cache": {"size": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses,
-                      "hit_rate": self.cache.hit_rate},
+            "cache": {
+                "size": len(self.cache),
+                "hits": self.cache.hits,
+                "misses": self.cache.misses,
+                "hit_rate": self.cache.hit_rate,
+            },
             "replicas": [
-                {"id": r.rid, "alive": r.alive, "isolated": r.isolated, "broken": r.broken is not None,
-                 "circuit": r.breaker.state.name,
-                 "outstanding": r.stats.outstanding, "max_batch": r.max_batch, "restarts": r.restarts,
-                 "ewma_ms": round(r.stats.ewma_s * 1e3, 3), "memory_bytes": r.memory_bytes}
+                {
+                    "id": r.rid,
+                    "alive": r.alive,
+                    "isolated": r.isolated,
+                    "broken": r.broken is not None,
+                    "circuit": r.breaker.state.name,
+                    "outstanding": r.stats.outstanding,
+                    "max_batch": r.max_batch,
+                    "restarts": r.restarts,
+                    "ewma_ms": round(r.stats.ewma_s * 1e3, 3),
+                    "memory_bytes": r.memory_bytes,
+                }
                 for r in self.replicas
             ],
         }
@@ -120,7 +141,8 @@ class ModelPool:
         except TimeoutError:
             fut.cancel()
             raise RequestTimeout(
-                f"no answer from {self.name!r} within {self.settings.request_timeout_s:g} s") from None
+                f"no answer from {self.name!r} within {self.settings.request_timeout_s:g} s"
+            ) from None
 
     def _remember(self, digest: bytes, fut: Future[dict[str, np.ndarray]]) -> None:
         if not fut.cancelled() and fut.exception() is None:
@@ -142,8 +164,13 @@ class ModelPool:
         job.fail(Unavailable(f"model {self.name!r}: {why}; retry later"))
 
     def _reroute(self, job: Job, exc: BaseException) -> None:
-        if (retryable(exc) and not self.safe_mode and job.attempts < self.max_retries
-                and not job.done and not self._closed.is_set()):
+        if (
+            retryable(exc)
+            and not self.safe_mode
+            and job.attempts < self.max_retries
+            and not job.done
+            and not self._closed.is_set()
+        ):
             job.attempts += 1
             self.metrics.retries.labels(self.name).inc()
             self._dispatch(job)

@@ -18,9 +18,18 @@ import numpy as np
 from wasm_torch.serve.errors import NonFiniteOutput, RequestError
 
 V2_FROM_NUMPY = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64",
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
 }
 NUMPY_FROM_V2 = {v: k for k, v in V2_FROM_NUMPY.items()}
 V2_DATATYPES = frozenset([*NUMPY_FROM_V2, "BYTES", "BF16"])
@@ -38,7 +47,7 @@ class InferRequest:
     inputs: dict[str, np.ndarray]
     id: str | None = None
     outputs: list[str] | None = None  # None = all outputs
-    rows: int | None = None           # size of the shared symbolic first dim, if any
+    rows: int | None = None  # size of the shared symbolic first dim, if any
 
 
 def tensor_metadata(spec: TensorSpecLike) -> dict[str, Any]:
@@ -91,9 +100,7 @@ def _shape(value: Any, where: str) -> list[int]:
     return value
 
 
-def _match_shape(
-    shape: list[int], spec: TensorSpecLike, symbols: dict[str, int], where: str
-) -> None:
+def _match_shape(shape: list[int], spec: TensorSpecLike, symbols: dict[str, int], where: str) -> None:
     if len(shape) != len(spec.shape):
         raise RequestError(f"{where}: rank {len(shape)} but the model expects shape {list(spec.shape)}")
     for i, (got, want) in enumerate(zip(shape, spec.shape, strict=True)):
@@ -104,8 +111,9 @@ def _match_shape(
         if got < 1:
             raise RequestError(f"{where}: dim {i} ({want}) must be at least 1, got {got}")
         if symbols.setdefault(want, got) != got:
-            raise RequestError(f"{where}: dim {i} ({want}) is {got} but another input has {want}="
-                               f"{symbols[want]}")
+            raise RequestError(
+                f"{where}: dim {i} ({want}) is {got} but another input has {want}={symbols[want]}"
+            )
 
 
 def _to_array(data: Any, shape: list[int], dtype: str, where: str) -> np.ndarray:
@@ -189,8 +197,10 @@ def parse_infer_request(
         if total > max_elements:
             raise RequestError(f"request declares more than {max_elements} elements")
         declared.append((tensor, spec, shape))
-    arrays = {spec.name: _to_array(t["data"], shape, spec.dtype, f"input {spec.name!r}")
-              for t, spec, shape in declared}
+    arrays = {
+        spec.name: _to_array(t["data"], shape, spec.dtype, f"input {spec.name!r}")
+        for t, spec, shape in declared
+    }
     first = inputs[0].shape[0] if inputs[0].shape else None
     rows = symbols.get(first) if isinstance(first, str) else None
     return InferRequest(arrays, rid, _requested_outputs(payload.get("outputs"), outputs), rows)
@@ -212,18 +222,18 @@ def _requested_outputs(value: Any, outputs: Sequence[TensorSpecLike]) -> list[st
     return wanted
 
 
-def encode_outputs(
-    results: Mapping[str, np.ndarray], wanted: list[str] | None
-) -> list[dict[str, Any]]:
+def encode_outputs(results: Mapping[str, np.ndarray], wanted: list[str] | None) -> list[dict[str, Any]]:
     out = []
     for name in wanted if wanted is not None else list(results):
         arr = np.asarray(results[name])
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise NonFiniteOutput(f"output {name!r} contains NaN or Inf, which JSON cannot carry")
-        out.append({
-            "name": name,
-            "datatype": V2_FROM_NUMPY.get(arr.dtype.name, arr.dtype.name.upper()),
-            "shape": list(arr.shape),
-            "data": arr.ravel().tolist(),
-        })
+        out.append(
+            {
+                "name": name,
+                "datatype": V2_FROM_NUMPY.get(arr.dtype.name, arr.dtype.name.upper()),
+                "shape": list(arr.shape),
+                "data": arr.ravel().tolist(),
+            }
+        )
     return out

@@ -52,8 +52,9 @@ def path_factory(path: Path, settings: ServeSettings) -> Callable[[], Any]:
         raise ArtifactError("require_signature is set but signature verification is not implemented yet")
 
     def load() -> Any:
-        return wasm_torch.load(str(path), memory_limit=settings.memory_limit,
-                               deadline=settings.deadline_s, fuel=settings.fuel)
+        return wasm_torch.load(
+            str(path), memory_limit=settings.memory_limit, deadline=settings.deadline_s, fuel=settings.fuel
+        )
 
     return load
 

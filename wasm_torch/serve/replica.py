@@ -51,9 +51,14 @@ class Replica:
         self.rid, self.model, self.factory, self.settings = rid, model, factory, settings
         self.metrics, self.reroute, self.batchable, self.clock = metrics, reroute, batchable, clock
         self.stats = LoadStats(rid, max_outstanding=settings.max_queue, clock=clock)
-        self.breaker = CircuitBreaker(settings.breaker_window, settings.breaker_min_calls,
-                                      settings.breaker_failure_rate, settings.breaker_open_s,
-                                      settings.breaker_half_open_calls, clock)
+        self.breaker = CircuitBreaker(
+            settings.breaker_window,
+            settings.breaker_min_calls,
+            settings.breaker_failure_rate,
+            settings.breaker_open_s,
+            settings.breaker_half_open_calls,
+            clock,
+        )
         self.max_batch = settings.max_batch_size
         self.max_queue = settings.max_queue
         self.isolated = False
@@ -83,8 +88,9 @@ class Replica:
 
     def _spawn(self) -> None:
         gen = self._generation
-        self._thread = threading.Thread(target=self._run, args=(gen,), daemon=True,
-                                        name=f"wt-{self.model}-{self.rid}-g{gen}")
+        self._thread = threading.Thread(
+            target=self._run, args=(gen,), daemon=True, name=f"wt-{self.model}-{self.rid}-g{gen}"
+        )
         self._thread.start()
 
     def stop(self) -> list[Job]:
@@ -231,8 +237,12 @@ class Replica:
             end = time.monotonic() + self.settings.max_queue_delay_s
             while rows < limit:
                 for job in list(self._queue):
-                    if (job.sig == first.sig and rows + job.rows <= limit and not job.done
-                            and not job.meta.get("solo")):
+                    if (
+                        job.sig == first.sig
+                        and rows + job.rows <= limit
+                        and not job.done
+                        and not job.meta.get("solo")
+                    ):
                         self._queue.remove(job)
                         batch.append(job)
                         rows += job.rows

@@ -88,11 +88,17 @@ class InferenceResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text}
-    for code, text in [(400, "Bad request (malformed JSON, shape/datatype mismatch, non-finite)"),
-                       (401, "Missing or invalid bearer token"), (404, "Unknown model"),
-                       (413, "Body larger than the limit"), (422, "Over a sandbox limit or anomalous"),
-                       (429, "Rate limited"), (500, "Model trapped or internal error"),
-                       (503, "No replica available"), (504, "Deadline or timeout")]
+    for code, text in [
+        (400, "Bad request (malformed JSON, shape/datatype mismatch, non-finite)"),
+        (401, "Missing or invalid bearer token"),
+        (404, "Unknown model"),
+        (413, "Body larger than the limit"),
+        (422, "Over a sandbox limit or anomalous"),
+        (429, "Rate limited"),
+        (500, "Model trapped or internal error"),
+        (503, "No replica available"),
+        (504, "Deadline or timeout"),
+    ]
 }
 
 
@@ -101,8 +107,10 @@ def inject_infer_schema(openapi: dict[str, Any]) -> dict[str, Any]:
     components = openapi.setdefault("components", {}).setdefault("schemas", {})
     components.update(schema.pop("$defs", {}))
     components["InferenceRequest"] = schema
-    body = {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/InferenceRequest"}}}}
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+    }
     for path, ops in openapi.get("paths", {}).items():
         if path.endswith("/infer") and "post" in ops:
             ops["post"]["requestBody"] = body

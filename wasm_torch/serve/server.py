@@ -7,12 +7,18 @@ import os
 from wasm_torch.serve.settings import ServeSettings
 
 
-def serve(models: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
-          settings: ServeSettings | None = None, log_level: str = "info") -> None:
+def serve(
+    models: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServeSettings | None = None,
+    log_level: str = "info",
+) -> None:
     """Serve every artifact folder under `models` (loopback by default: expose it on purpose)."""
     import uvicorn
 
     from wasm_torch.serve.app import create_app
 
-    uvicorn.run(create_app(models, settings), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(models, settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5
+    )

@@ -28,22 +28,27 @@ from wasm_torch.serve.breaker import CircuitBreaker
 
 @dataclass
 class ReplicaSpec:
-    speed: float = 1.0          # nominal relative capacity (what a balancer may be told)
-    slowdown: float = 1.0       # actual service-time multiplier (a degraded replica)
-    fail_prob: float = 0.0      # fraction of requests failing (after 10% of the service time)
+    speed: float = 1.0  # nominal relative capacity (what a balancer may be told)
+    slowdown: float = 1.0  # actual service-time multiplier (a degraded replica)
+    fail_prob: float = 0.0  # fraction of requests failing (after 10% of the service time)
 
 
 @dataclass
 class Scenario:
-    replicas: list[ReplicaSpec] = field(default_factory=lambda: [
-        ReplicaSpec(1.0), ReplicaSpec(1.0), ReplicaSpec(2.0), ReplicaSpec(0.5),
-        ReplicaSpec(1.0, slowdown=10.0),            # the slow one
-        ReplicaSpec(1.0, fail_prob=0.5),            # the failing one
-    ])
+    replicas: list[ReplicaSpec] = field(
+        default_factory=lambda: [
+            ReplicaSpec(1.0),
+            ReplicaSpec(1.0),
+            ReplicaSpec(2.0),
+            ReplicaSpec(0.5),
+            ReplicaSpec(1.0, slowdown=10.0),  # the slow one
+            ReplicaSpec(1.0, fail_prob=0.5),  # the failing one
+        ]
+    )
     requests: int = 20_000
-    rho: float = 0.5            # offered load / nominal capacity (~0.7 of the real one)
-    service_s: float = 0.010    # mean service time at speed 1
-    sigma: float = 0.5          # lognormal shape
+    rho: float = 0.5  # offered load / nominal capacity (~0.7 of the real one)
+    service_s: float = 0.010  # mean service time at speed 1
+    sigma: float = 0.5  # lognormal shape
     timeout_s: float = 0.100
     keys: int = 2_000
     zipf_s: float = 1.1
@@ -59,11 +64,18 @@ class _Sim:
         self.np_rng = np.random.default_rng(seed)
         clock = lambda: self.now  # noqa: E731
         self.policy = make_policy(policy, random.Random(seed + 1))
-        self.stats = [LoadStats(i, spec.speed, max_outstanding=64, tau_s=1.0,
-                                failure_penalty_s=sc.timeout_s, clock=clock)
-                      for i, spec in enumerate(sc.replicas)]
-        self.breakers = [CircuitBreaker(window=20, min_calls=10, failure_rate=0.3, open_s=1.0,
-                                        half_open_calls=3, clock=clock) for _ in sc.replicas]
+        self.stats = [
+            LoadStats(
+                i, spec.speed, max_outstanding=64, tau_s=1.0, failure_penalty_s=sc.timeout_s, clock=clock
+            )
+            for i, spec in enumerate(sc.replicas)
+        ]
+        self.breakers = [
+            CircuitBreaker(
+                window=20, min_calls=10, failure_rate=0.3, open_s=1.0, half_open_calls=3, clock=clock
+            )
+            for _ in sc.replicas
+        ]
         self.queues: list[deque[tuple[float, int, int]]] = [deque() for _ in sc.replicas]
         self.busy = [False] * len(sc.replicas)
         self.caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in sc.replicas]
@@ -74,7 +86,7 @@ class _Sim:
         self.served = [0] * len(sc.replicas)
         self.max_queue = 0
         ranks = np.arange(1, sc.keys + 1, dtype=float)
-        p = ranks ** -sc.zipf_s
+        p = ranks**-sc.zipf_s
         self.key_p = p / p.sum()
 
     def push(self, t: float, kind: str, data: Any) -> None:
@@ -82,8 +94,11 @@ class _Sim:
         heapq.heappush(self.events, (t, self.seq, kind, data))
 
     def route(self, arrival: float, key: int, attempt: int, exclude: int | None) -> None:
-        cands = [s for s in self.stats if s.rid != exclude
-                 and (not self.sc.breakers or self.breakers[s.rid].would_allow())]
+        cands = [
+            s
+            for s in self.stats
+            if s.rid != exclude and (not self.sc.breakers or self.breakers[s.rid].would_allow())
+        ]
         for s in self.policy.rank(cands, key.to_bytes(4, "little")):
             if self.sc.breakers and not self.breakers[s.rid].allow():
                 continue
@@ -102,7 +117,7 @@ class _Sim:
     def start(self, rid: int) -> None:
         arrival, key, attempt = self.queues[rid].popleft()
         spec, sc = self.sc.replicas[rid], self.sc
-        mu = math.log(sc.service_s / spec.speed) - sc.sigma ** 2 / 2
+        mu = math.log(sc.service_s / spec.speed) - sc.sigma**2 / 2
         work = self.np_rng.lognormal(mu, sc.sigma) * spec.slowdown
         cache = self.caches[rid]
         if key in cache:
@@ -153,6 +168,7 @@ class _Sim:
         lat = np.array(self.latency) * 1e3
         ok = np.array(self.ok)
         seen = np.where(ok, lat, np.inf)  # a failed request never got its answer: infinite latency
+
         def pct(a: np.ndarray, q: float) -> float:
             return float(np.percentile(a, q, method="inverted_cdf")) if a.size else math.inf
 
@@ -179,6 +195,7 @@ def compare(scenario: Scenario | None = None, seeds: tuple[int, ...] = (0,)) -> 
     out: dict[str, dict[str, Any]] = {}
     for name in POLICY_NAMES:
         runs = [simulate(name, scenario, s) for s in seeds]
-        out[name] = {k: (float(np.median([r[k] for r in runs])) if k != "share" else runs[0][k])
-                     for k in runs[0]}
+        out[name] = {
+            k: (float(np.median([r[k] for r in runs])) if k != "share" else runs[0][k]) for k in runs[0]
+        }
     return out
