@@ -37,6 +37,7 @@ test: $(STAMP) lint browser
 bench: $(STAMP)
 	$(BIN)/python bench/zoo_report.py --out bench/results/zoo.json
 	$(BIN)/python bench/gemm.py --out bench/results/gemm.json
+	$(BIN)/python bench/mechanisms.py --out bench/results/mechanisms.json
 	$(BIN)/python bench/serve_balancing.py
 	$(BIN)/python bench/serve_recovery.py
 

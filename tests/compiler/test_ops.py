@@ -86,6 +86,7 @@ CASES = {
         (r(3, 5, 7), r(3, 7, 9)),
     ),
     "linear_odd": (nn.Linear(13, 11), (r(7, 13),)),
+    "linear_to_one": (nn.Linear(5, 1), (r(3, 5),)),  # a 1-element bias is a scalar passed by pointer
     "permute_expand_slice": (
         lambda x: (
             x.permute(2, 0, 1)[1:, :, ::2]

@@ -48,7 +48,7 @@ def _cases():
         "gcn": (W.GCN(in_features=D, out_features=4), (xg, adj)),
         "gat": (W.GAT(in_features=D, out_features=4, heads=2), (xg, adj)),
         "sage_max": (W.GraphSAGE(in_features=D, out_features=4, aggr="max"), (xg, adj)),
-        "workspace": (W.GlobalWorkspace(dim=D), (x.view(B, 4, 3, D),)),
+        "workspace": (W.GlobalWorkspace(dim=D), (x[:, :12].reshape(B, 4, 3, D),)),
         "kuramoto": (W.KuramotoRouter(), (xg, phases, torch.ones_like(phases))),
         "predictive": (_Reconstruction(), (x,)),
         "kwta": (W.KWinnerTakeAll(k=3), (x,)),

@@ -136,7 +136,7 @@ class Emitter:
             if n.op in ALIAS:
                 continue
             for v in (*n.inputs, *n.outputs):
-                if v and self.scalar_literal(v) is None:
+                if v:  # scalars are inlined as literals in loops, but kernels take them by pointer
                     seen[v] = None
         return list(seen)
 
