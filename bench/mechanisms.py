@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -21,16 +19,7 @@ import wasm_torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nn"))
 import test_nn_export as cases
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
+from zoo_report import median_ms  # same folder: timing helper shared by the bench scripts
 
 
 def main() -> int:
