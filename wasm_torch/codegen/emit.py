@@ -13,7 +13,7 @@ from collections.abc import Callable
 import sympy
 
 from ..errors import UnsupportedOpError
-from ..ir.graph import Dim, Graph, Node, TensorType
+from ..ir.graph import Dim, Graph, Node, TensorType, numel
 from ..ir.ops import ALIAS, ELEMENTWISE, REDUCE
 from ..passes.memory_plan import MemoryPlan
 from .ctable import CTYPE, expr, literal
@@ -34,13 +34,6 @@ def broadcast_strides(shape: tuple[Dim, ...], out: tuple[Dim, ...]) -> list[Dim]
     cs = contiguous_strides(shape)
     lead = len(out) - len(shape)
     return [0] * lead + [0 if (d == 1 and out[lead + j] != 1) else cs[j] for j, d in enumerate(shape)]
-
-
-def _prod(xs: list[Dim]) -> Dim:
-    p: Dim = 1
-    for x in xs:
-        p = p * x
-    return p
 
 
 def _eq(a: Dim, b: Dim) -> bool:
@@ -302,7 +295,7 @@ class Emitter:
             "argmax": (lo, "if ({v} > acc) {{ acc = {v}; best = {i}; }}"),
         }[n.op]
         acc_t = "uint8_t" if n.op in ("reduce_any", "reduce_all") else ct
-        count = c_dim(_prod([xt.shape[j] for j in axes]))
+        count = c_dim(numel([xt.shape[j] for j in axes]))
         rshape = tuple(xt.shape[j] for j in axes)
 
         def outer(o: list[str]) -> None:
@@ -394,7 +387,7 @@ class Emitter:
         self.loops(shape, [xs], ["0"], body)
 
     def _outer_n_inner(self, shape: tuple[Dim, ...], axis: int) -> tuple[str, str, str]:
-        return c_dim(_prod(list(shape[:axis]))), c_dim(shape[axis]), c_dim(_prod(list(shape[axis + 1 :])))
+        return c_dim(numel(list(shape[:axis]))), c_dim(shape[axis]), c_dim(numel(list(shape[axis + 1 :])))
 
     def op_softmax(self, n: Node, log: int = 0) -> None:
         x, out = n.inputs[0], n.outputs[0]
@@ -411,7 +404,7 @@ class Emitter:
         x, out = n.inputs[0], n.outputs[0]
         shape = self.t(x).shape
         k = n.attrs["n_axes"]
-        outer, inner = c_dim(_prod(list(shape[:-k]))), c_dim(_prod(list(shape[-k:])))
+        outer, inner = c_dim(numel(list(shape[:-k]))), c_dim(numel(list(shape[-k:])))
         wv, bv = (*n.inputs, "", "")[1:3]
         self.w.line(
             f"wt_layer_norm_f32({self.var(out)}, {self.var(x)}, {self._opt(wv)}, {self._opt(bv)}, "
@@ -424,12 +417,12 @@ class Emitter:
         if at.dtype != "f32":
             raise UnsupportedOpError(f"matmul on {at.dtype} tensors")
         M, K, N = at.shape[-2], at.shape[-1], bt.shape[-1]
-        batch = _prod(list(ot.shape[:-2]))
+        batch = numel(list(ot.shape[:-2]))
 
         def bstride(t: TensorType, size: Dim) -> Dim:
-            if t.rank == 2 or _eq(_prod(list(t.shape[:-2])), 1):
+            if t.rank == 2 or _eq(numel(list(t.shape[:-2])), 1):
                 return 0
-            if _eq(_prod(list(t.shape[:-2])), batch):
+            if _eq(numel(list(t.shape[:-2])), batch):
                 return size
             raise UnsupportedOpError(f"matmul with partially broadcast batch dims {at} @ {bt}")
 
@@ -443,7 +436,7 @@ class Emitter:
     def op_matmul_packed(self, n: Node) -> None:
         a, wp, out = n.inputs[0], n.inputs[1], n.outputs[0]
         at = self.t(a)
-        rows = c_dim(_prod(list(at.shape[:-1])))  # the weights are shared: every leading dim is a row
+        rows = c_dim(numel(list(at.shape[:-1])))  # the weights are shared: every leading dim is a row
         bias = n.inputs[2] if len(n.inputs) > 2 else ""
         self.w.line(
             f"wt_gemm_packed_f32({self.var(out)}, {self.var(a)}, {self.var(wp)}, {self._opt(bias)}, "

@@ -15,6 +15,7 @@ import sympy
 import torch
 
 from ..errors import UnsupportedOpError
+from ..ir.graph import numel
 from .context import Lowering
 
 Lower = Callable[[Lowering, torch.fx.Node], Any]
@@ -459,18 +460,11 @@ def _argmax(L: Lowering, fx: torch.fx.Node) -> str:
     x = L.value(fx.args[0])
     args = _args(fx, None, False)
     if args[1] is None:
-        x = L.emit("reshape", [x], {"shape": (L.type_of(x).shape and _numel(L.type_of(x).shape),)})
+        x = L.emit("reshape", [x], {"shape": (numel(L.type_of(x).shape),)})
         args[1] = 0
     if "argmin" in str(fx.target):
         x = L.emit("neg", [x])
     return L.emit("argmax", [x], {"axis": args[1], "keepdim": bool(args[2])})
-
-
-def _numel(shape: tuple) -> Any:
-    n: Any = 1
-    for d in shape:
-        n = n * d
-    return n
 
 
 @rule("topk.default")
@@ -526,7 +520,7 @@ def _var(L: Lowering, fx: torch.fx.Node) -> str:
     axes = fx.args[1] if len(fx.args) > 1 and fx.args[1] is not None else list(range(t.rank))
     corr = fx.kwargs.get("correction", 1)
     keep = fx.kwargs.get("keepdim", False)
-    n = _numel([t.shape[a] for a in axes])
+    n = numel([t.shape[a] for a in axes])
     mu = L.emit("reduce_mean", [x], {"axes": tuple(axes), "keepdim": True})
     d = L.emit("sub", [x, mu])
     s = L.emit("reduce_sum", [L.emit("mul", [d, d])], {"axes": tuple(axes), "keepdim": keep})

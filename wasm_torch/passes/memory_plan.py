@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.graph import Graph, evaluate_shape
+from ..ir.graph import Graph, evaluate_shape, numel
 from ..ir.ops import ALIAS
 
 ALIGN = 64
@@ -34,7 +34,7 @@ class MemoryPlan:
 def plan_memory(g: Graph) -> MemoryPlan:
     maxb = g.max_bindings()
     nbytes = {
-        v: _align(max(1, _numel(evaluate_shape(t.shape, maxb))) * t.itemsize) for v, t in g.types.items()
+        v: _align(max(1, numel(evaluate_shape(t.shape, maxb))) * t.itemsize) for v, t in g.types.items()
     }
 
     weight_offsets, woff = {}, 0
@@ -86,10 +86,3 @@ def plan_memory(g: Graph) -> MemoryPlan:
     return MemoryPlan(
         offsets, arena, sum(nbytes[v] for v in first), weight_offsets, woff, {v: find(v) for v in root}
     )
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

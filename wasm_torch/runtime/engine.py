@@ -24,7 +24,6 @@ TICK_SECONDS = 0.002  # epoch granularity for deadlines
 _lock = threading.Lock()
 _engines: dict[tuple[bool, bool], wasmtime.Engine] = {}
 _modules: dict[tuple[str, bool, bool], wasmtime.Module] = {}
-_tickers: dict[int, threading.Thread] = {}
 
 
 def engine(fuel: bool, epoch: bool) -> wasmtime.Engine:
@@ -49,9 +48,7 @@ def _start_ticker(eng: wasmtime.Engine) -> None:
             time.sleep(TICK_SECONDS)
             eng.increment_epoch()
 
-    t = threading.Thread(target=tick, name="wasm-torch-epoch", daemon=True)
-    t.start()
-    _tickers[id(eng)] = t
+    threading.Thread(target=tick, name="wasm-torch-epoch", daemon=True).start()
 
 
 def deadline_ticks(seconds: float) -> int:
