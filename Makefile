@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test lint bench clean venv browser
+.PHONY: demo test lint bench clean venv browser bench-setup
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,17 +29,24 @@ lint: $(STAMP)
 browser:
 	bash scripts/setup_browser.sh
 
-test: $(STAMP) lint browser
+# onnxruntime-web (pinned, npm ci) into bench/node/node_modules for the peer benchmark and its test.
+bench-setup:
+	bash scripts/setup_bench.sh
+
+test: $(STAMP) lint browser bench-setup
 	$(BIN)/python -m pytest -q
 
-# Benchmarks (timed figures live here, never in tests). Today: the zoo report (sizes, errors,
-# wasm vs PyTorch eager); the peer comparison with ONNX Runtime (Web) is issue 3.
-bench: $(STAMP)
+# Benchmarks (timed figures live here, never in tests). First the peer comparison (ours vs ONNX
+# Runtime Web, ONNX Runtime, PyTorch -> bench/results/latest.{json,png}, docs/benchmarks.md), then
+# the zoo report (sizes, errors, wasm vs PyTorch eager) and the other benches.
+bench: $(STAMP) bench-setup
+	$(BIN)/wasm-torch bench --out bench/results/latest.json
 	$(BIN)/python bench/zoo_report.py --out bench/results/zoo.json
 	$(BIN)/python bench/gemm.py --out bench/results/gemm.json
 	$(BIN)/python bench/mechanisms.py --out bench/results/mechanisms.json
 	$(BIN)/python bench/serve_balancing.py
 	$(BIN)/python bench/serve_recovery.py
+	$(BIN)/python bench/serve_throughput.py
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

@@ -25,6 +25,8 @@ FORMAT = "wasm-torch/1"
 MANIFEST = "manifest.json"
 WASM = "model.wasm"
 WEIGHTS = "weights.bin"
+ENCRYPTED_WEIGHTS = "weights.bin.enc"  # AES-256-GCM at rest instead of weights.bin (encryption.py)
+SIGNATURE = "signature.json"  # detached signatures over manifest.json (signing.py)
 ALIGN = 64
 
 
@@ -97,7 +99,7 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def read_manifest(folder: str | Path) -> Manifest:
+def read_manifest_bytes(folder: str | Path) -> bytes:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -106,8 +108,16 @@ def read_manifest(folder: str | Path) -> Manifest:
         )
     if not path.exists():
         raise ArtifactError(f"{path} is missing: {folder} is not a wasm-torch artifact")
+    return path.read_bytes()
+
+
+def read_manifest(folder: str | Path, data: bytes | None = None) -> Manifest:
+    """Parse the manifest; pass `data` (bytes already read, e.g. signature-checked) to parse exactly those."""
+    path = Path(folder) / MANIFEST
+    if data is None:
+        data = read_manifest_bytes(folder)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(data.decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is not valid JSON ({e}); recompile the model") from e
     if raw.get("format") != FORMAT:
@@ -118,10 +128,25 @@ def read_manifest(folder: str | Path) -> Manifest:
     return Manifest(raw)
 
 
-def verify_files(folder: str | Path, manifest: Manifest) -> None:
-    """Refuse an artifact whose files do not match the hashes in its manifest."""
+def verify_bytes(folder: str | Path, manifest: Manifest, name: str, data: bytes | memoryview) -> None:
+    """Refuse file contents (already read into memory) that do not match their sha256 in the manifest."""
+    entry = manifest.raw["files"][name]
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise IntegrityError(
+            f"{Path(folder) / name} does not match its sha256 in {MANIFEST}: the file is corrupt or was "
+            "tampered with. Recompile the model or restore the original file."
+        )
+
+
+def verify_files(folder: str | Path, manifest: Manifest, skip: tuple[str, ...] = ()) -> None:
+    """Refuse an artifact whose files do not match the hashes in its manifest.
+
+    `skip`: names checked elsewhere (an encrypted weights.bin is checked after decryption).
+    """
     folder = Path(folder)
     for name, entry in manifest.raw["files"].items():
+        if name in skip:
+            continue
         p = folder / name
         if not p.exists():
             raise ArtifactError(f"{p} is missing (listed in {MANIFEST}); the artifact is incomplete")

@@ -3,8 +3,10 @@
 wasm-torch compile pkg.module:factory --input-shape 1,128 [--dtype int64] [--dynamic 0:1:seq:512] -o out/
 wasm-torch run out/ input.npy [more.npy ...] [--save y.npy]
 wasm-torch info out/
-wasm-torch serve out/ --port 8000
+wasm-torch serve out/ --port 8000 [--ray --replicas 2 --policy peak_ewma]
 wasm-torch package out/minilm --web site/
+wasm-torch keygen | sign | verify | encrypt | rotate-key   (integrity, see wasm_torch/integrity_cli.py)
+wasm-torch bench [--models mlp,resnet18] [--quick] [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import integrity_cli
 from .errors import WasmTorchError
 
 
@@ -90,10 +93,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .artifact import read_manifest, verify_files
+    from .artifact import ENCRYPTED_WEIGHTS, WEIGHTS, read_manifest, verify_files
 
     m = read_manifest(a.artifact)
-    verify_files(a.artifact, m)
+    enc = (Path(a.artifact) / ENCRYPTED_WEIGHTS).exists()  # checked when decrypted at load
+    verify_files(a.artifact, m, skip=(WEIGHTS,) if enc else ())
     r = m.raw
     if a.json:
         print(json.dumps(r, indent=1))
@@ -107,7 +111,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         for t in r[kind]:
             print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']}{t['shape']}")
     for f, e in r["files"].items():
-        print(f"  {f}: {e['bytes']:,} B  sha256 {e['sha256'][:16]}… (verified)")
+        state = f"encrypted as {ENCRYPTED_WEIGHTS}" if enc and f == WEIGHTS else "verified"
+        print(f"  {f}: {e['bytes']:,} B  sha256 {e['sha256'][:16]}… ({state})")
     mem = r["memory"]
     print(f"  arena {mem['arena_bytes']:,} B (without reuse {mem['arena_unplanned_bytes']:,} B)")
     print(f"  ops {r['ops']}")
@@ -128,7 +133,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from .serve import ServeSettings, serve
 
     settings = ServeSettings(
-        replicas=a.replicas,
+        replicas=1 if a.ray else a.replicas,  # --ray: --replicas Ray replicas, one wasm worker each
         max_batch_size=a.max_batch,
         max_queue_delay_s=a.batch_delay_ms / 1e3,
         cache_size=a.cache,
@@ -138,9 +143,43 @@ def cmd_serve(a: argparse.Namespace) -> int:
         rate_limit_per_s=a.rate_limit,
         balancer=a.balancer,
         audit_log=Path(a.audit_log) if a.audit_log else None,
+        require_signature=a.require_signed,
+        trusted_keys=tuple(Path(k) for k in a.trust),
+        keyring=Path(a.keyring) if a.keyring else None,
     )
+    if a.ray:  # raises MissingDependency (a clear "pip install 'wasm-torch[ray]'") without Ray
+        from .serve.ray_serve import run as run_on_ray
+
+        run_on_ray(a.models, settings, host=a.host, port=a.port, num_replicas=a.replicas, policy=a.balancer)
+        return 0
     serve(a.models, host=a.host, port=a.port, settings=settings)
     return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .benchmark import bench
+
+    models = [m for spec in a.models or [] for m in spec.split(",") if m]
+    options = {"warmup": a.warmup, "repeat": a.repeat, "max_seconds": a.max_seconds}
+    options = {k: v for k, v in options.items() if v is not None}
+    given = {k: v for k, v in vars(a).items() if k not in ("cmd", "fn") and v not in (None, False, [])}
+    given["models"] = ",".join(models) or None
+    command = "wasm-torch bench" + "".join(
+        f" --{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+        for k, v in given.items()
+        if v is not None
+    )
+    _, found = bench(
+        models,
+        Path(a.out),
+        a.png,
+        quick=a.quick,
+        node_dir=a.node_dir,
+        work_dir=a.work_dir,
+        command=command,
+        **options,
+    )
+    return 1 if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("models", help="artifact folder, or a folder of artifact folders")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--replicas", type=int, default=2)
+    s.add_argument("--replicas", type=int, default=2, help="workers per model (with --ray: Ray replicas)")
     s.add_argument("--max-batch", type=int, default=8)
     s.add_argument("--batch-delay-ms", type=float, default=2.0)
     s.add_argument("--cache", type=int, default=0, help="LRU result cache entries per model")
@@ -188,8 +227,31 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--token", action="append", default=[], help="bearer token (repeat); none = auth off")
     s.add_argument("--rate-limit", type=float, default=0.0, help="requests/s per client (0 = off)")
     s.add_argument("--audit-log")
-    s.add_argument("--balancer", default="peak_ewma")
+    s.add_argument(
+        "--balancer",
+        "--policy",
+        dest="balancer",
+        default="peak_ewma",
+        choices=["round_robin", "least_outstanding", "p2c", "peak_ewma", "weighted"],
+        help="balancing policy (with --ray: the Ray Serve request router's policy)",
+    )
+    s.add_argument("--ray", action="store_true", help="scale out on Ray Serve (local, or RAY_ADDRESS)")
+    s.add_argument("--require-signed", action="store_true", help="refuse artifacts unsigned by --trust keys")
+    s.add_argument("--trust", action="append", default=[], help="trusted public key file (repeat)")
+    s.add_argument("--keyring", help="keyring file for encrypted weights (default: WASM_TORCH_KEYRING)")
     s.set_defaults(fn=cmd_serve)
+    integrity_cli.add_parsers(sub)
+    b = sub.add_parser("bench", help="ours vs ONNX Runtime Web / ONNX Runtime / PyTorch, one thread each")
+    b.add_argument("--models", action="append", help="comma-separated suite names (default: all)")
+    b.add_argument("--out", default="bench/results/latest.json", help="JSON to write (PNG beside it)")
+    b.add_argument("--png", type=Path, help="chart path (default: --out with .png)")
+    b.add_argument("--repeat", type=int, help="timed rounds per model (default 20)")
+    b.add_argument("--warmup", type=int, help="untimed rounds first (default 3)")
+    b.add_argument("--max-seconds", type=float, help="timed seconds per model at most (default 20)")
+    b.add_argument("--quick", action="store_true", help="1 warm-up, 3 rounds: a smoke run, not a measurement")
+    b.add_argument("--node-dir", type=Path, help="has node_modules/onnxruntime-web (default bench/node)")
+    b.add_argument("--work-dir", type=Path, help="keep the compiled artifacts and ONNX files here")
+    b.set_defaults(fn=cmd_bench)
     a = p.parse_args(argv)
     try:
         return a.fn(a)

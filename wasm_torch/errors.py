@@ -8,7 +8,12 @@
     │   ├── BuildError                  zig cc failed (stderr attached)
     │   └── ValidationError             wasm output disagrees with PyTorch beyond tolerance
     ├── ArtifactError                   an artifact folder is missing, malformed or from another version
-    │   └── IntegrityError              a file's sha256 does not match the manifest (tampered/corrupt)
+    │   ├── IntegrityError              a file's sha256 does not match the manifest (tampered/corrupt)
+    │   │   ├── SignatureError          signature.json missing (when required), invalid, or by untrusted keys
+    │   │   └── DecryptionError         weights.bin.enc fails authentication: wrong key, tampered, swapped
+    │   └── KeyringError                a key file or keyring is unusable, or lacks the key id a file needs
+    ├── BenchmarkError                  `wasm-torch bench` cannot run: unknown model name, a peer runtime
+    │                                   (Node, onnxruntime-web) missing or failing
     └── ExecutionError                  anything that stops a call of a loaded module
         ├── InputError                  wrong input count, name, shape or dtype (also ValueError)
         ├── LimitError                  a sandbox limit was hit; the module stays usable
@@ -63,6 +68,18 @@ class IntegrityError(ArtifactError):
     pass
 
 
+class SignatureError(IntegrityError):
+    pass
+
+
+class DecryptionError(IntegrityError):
+    pass
+
+
+class KeyringError(ArtifactError):
+    pass
+
+
 class ExecutionError(WasmTorchError):
     pass
 
@@ -92,4 +109,8 @@ class TrapError(ExecutionError):
 
 
 class IndexOutOfRange(TrapError, InputError):
+    pass
+
+
+class BenchmarkError(WasmTorchError):
     pass

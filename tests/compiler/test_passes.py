@@ -9,16 +9,17 @@ from torch import nn
 from wasm_torch.frontend import from_torch
 from wasm_torch.ir.graph import evaluate_shape
 from wasm_torch.passes import PASSES, plan_memory
-from wasm_torch.passes.pack_weights import pack
+from wasm_torch.passes.pack_weights import PANEL, pack
 
 
 def test_pack_round_trip_with_partial_panel():
-    w = np.arange(5 * 11, dtype=np.float32).reshape(5, 11)
+    n = PANEL + 3
+    w = np.arange(5 * n, dtype=np.float32).reshape(5, n)
     p = pack(w)
-    assert p.shape == (2, 5, 8)
-    unpacked = p.transpose(1, 0, 2).reshape(5, 16)
-    np.testing.assert_array_equal(unpacked[:, :11], w)
-    assert not unpacked[:, 11:].any()
+    assert p.shape == (2, 5, PANEL)
+    unpacked = p.transpose(1, 0, 2).reshape(5, 2 * PANEL)
+    np.testing.assert_array_equal(unpacked[:, :n], w)
+    assert not unpacked[:, n:].any()
 
 
 def _planned(model, inputs):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+import wasm_torch.serve.ray_env  # noqa: F401  (before test_ray imports ray: see ray_env.py)
 from wasm_torch.serve.faults import FaultPlan, FaultyModel
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.settings import ServeSettings

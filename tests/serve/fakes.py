@@ -65,9 +65,10 @@ class TokenModel(FakeModel):
     """Two int64 inputs (batch, seq) -> (batch, 3): like a text encoder's ids + mask."""
 
     def __init__(self) -> None:
-        super().__init__([Spec("input_ids", "int64", ("batch", "seq")),
-                          Spec("attention_mask", "int64", ("batch", "seq"))],
-                         [Spec("emb", "float32", ("batch", 3))])
+        super().__init__(
+            [Spec("input_ids", "int64", ("batch", "seq")), Spec("attention_mask", "int64", ("batch", "seq"))],
+            [Spec("emb", "float32", ("batch", 3))],
+        )
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check(inputs)

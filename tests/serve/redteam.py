@@ -16,8 +16,16 @@ INFER = "/v2/models/mlp/infer"
 
 
 def good(rows: int, rng: random.Random) -> dict[str, Any]:
-    return {"inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32",
-                        "data": [round(rng.gauss(0, 1), 4) for _ in range(rows * 4)]}]}
+    return {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [rows, 4],
+                "datatype": "FP32",
+                "data": [round(rng.gauss(0, 1), 4) for _ in range(rows * 4)],
+            }
+        ]
+    }
 
 
 def _inp(req: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +97,11 @@ RAW: dict[str, bytes] = {
     "fp32_overflow": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1e39,1,2,3]}]}',
     "deep_array": b"[" * 100_000 + b"]" * 100_000,
     "deep_object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-    "deep_data": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":' + b"[" * 5000 + b"1"
-                 + b"]" * 5000 + b"}]}",
+    "deep_data": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":'
+    + b"[" * 5000
+    + b"1"
+    + b"]" * 5000
+    + b"}]}",
     "truncated": b'{"inputs":[{"name":"x","shape":[1,4]',
     "trailing_garbage": b'{"inputs":[]} xyz',
     "empty_body": b"",
@@ -103,10 +114,18 @@ RAW: dict[str, bytes] = {
     "comment": b'{"inputs": [] /* hi */}',
 }
 
-PATHS = ["/v2/models/../../etc/passwd/infer", "/v2/models/..%2F..%2Fetc%2Fpasswd/infer",
-         "/v2/models/%2e%2e/infer", "/v2/models/mlp%00/infer", "/v2/models/MLP/infer",
-         "/v2/models/" + "a" * 5000 + "/infer", "/v2/models/mlp/versions/2/infer",
-         "/v2/models/\u00e9t\u00e9/infer", "/v2/models/mlp;rm -rf/infer", "/v2/models/.mlp/infer"]
+PATHS = [
+    "/v2/models/../../etc/passwd/infer",
+    "/v2/models/..%2F..%2Fetc%2Fpasswd/infer",
+    "/v2/models/%2e%2e/infer",
+    "/v2/models/mlp%00/infer",
+    "/v2/models/MLP/infer",
+    "/v2/models/" + "a" * 5000 + "/infer",
+    "/v2/models/mlp/versions/2/infer",
+    "/v2/models/\u00e9t\u00e9/infer",
+    "/v2/models/mlp;rm -rf/infer",
+    "/v2/models/.mlp/infer",
+]
 
 
 def corpus(seed: int = 0, body_limit: int = 1 << 20) -> Iterator[Case]:
@@ -121,8 +140,12 @@ def corpus(seed: int = 0, body_limit: int = 1 << 20) -> Iterator[Case]:
     for path in PATHS:
         yield "path:" + path[:40], "POST", path, json.dumps(good(1, rng)).encode(), {}
     # int64 range and wrong kinds on the two-input model
-    tok = {"inputs": [{"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [2**63, 1]},
-                      {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}]}
+    tok = {
+        "inputs": [
+            {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [2**63, 1]},
+            {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]},
+        ]
+    }
     yield "int64_overflow", "POST", "/v2/models/tok/infer", json.dumps(tok).encode(), {}
     tok["inputs"][0]["data"] = [1.5, 2]
     yield "int_with_floats", "POST", "/v2/models/tok/infer", json.dumps(tok).encode(), {}

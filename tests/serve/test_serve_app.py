@@ -31,8 +31,10 @@ def client(plan):
 
 def body(rows: int = 2, seed: int = 0, **extra):
     x = np.random.default_rng(seed).standard_normal((rows, 4)).astype(np.float32)
-    return x, {"inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32", "data": x.ravel().tolist()}],
-               **extra}
+    return x, {
+        "inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32", "data": x.ravel().tolist()}],
+        **extra,
+    }
 
 
 def test_health_and_server_metadata(client):
@@ -66,10 +68,13 @@ def test_infer_round_trip_with_id_and_nested_data(client):
 
 
 def test_two_input_model_and_requested_outputs(client):
-    req = {"inputs": [
-        {"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]},
-        {"name": "attention_mask", "shape": [1, 3], "datatype": "INT64", "data": [1, 1, 0]}],
-        "outputs": [{"name": "emb"}]}
+    req = {
+        "inputs": [
+            {"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]},
+            {"name": "attention_mask", "shape": [1, 3], "datatype": "INT64", "data": [1, 1, 0]},
+        ],
+        "outputs": [{"name": "emb"}],
+    }
     r = client.post("/v2/models/tok/infer", json=req)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == [3.0, 6.0, 9.0]
@@ -79,17 +84,24 @@ def test_two_input_model_and_requested_outputs(client):
     assert r.status_code == 400 and "seq" in r.json()["error"]
 
 
-@pytest.mark.parametrize("path,status", [("/v2/models/nope", 404), ("/v2/models/nope/ready", 404),
-                                         ("/v2/models/..%2F..%2Fetc%2Fpasswd/infer", 404),
-                                         ("/v2/nothing", 404)])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/v2/models/nope", 404),
+        ("/v2/models/nope/ready", 404),
+        ("/v2/models/..%2F..%2Fetc%2Fpasswd/infer", 404),
+        ("/v2/nothing", 404),
+    ],
+)
 def test_unknown_things_are_404_json(client, path, status):
     r = client.post(path, json={}) if path.endswith("infer") else client.get(path)
     assert r.status_code == status
     assert "error" in r.json()
 
 
-@pytest.mark.parametrize("action,status,word", [("trap", 500, "trap"), ("deadline", 504, "deadline"),
-                                                ("oom", 422, "memory")])
+@pytest.mark.parametrize(
+    "action,status,word", [("trap", 500, "trap"), ("deadline", 504, "deadline"), ("oom", 422, "memory")]
+)
 def test_sandbox_faults_map_to_statuses_and_server_keeps_serving(client, plan, action, status, word):
     plan.add(action, seconds=0.0)
     r = client.post("/v2/models/mlp/infer", json=body()[1])
@@ -115,8 +127,13 @@ def test_unknown_model_names_do_not_become_metric_labels(client):
 
 def test_openapi_documents_v2_routes_and_infer_body(client):
     doc = client.get("/openapi.json").json()
-    for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
-                 "/v2/models/{name}/infer"]:
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+    ]:
         assert path in doc["paths"]
     body_schema = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]
     assert body_schema["content"]["application/json"]["schema"]["$ref"].endswith("InferenceRequest")

@@ -44,13 +44,13 @@ def test_peak_ewma_jumps_on_a_slow_sample_and_decays_when_idle():
     s = LoadStats(0, tau_s=1.0, clock=clock)
     s.observe(0.01)
     s.observe(1.0)
-    assert s.ewma_s == 1.0           # a peak replaces the estimate at once
+    assert s.ewma_s == 1.0  # a peak replaces the estimate at once
     clock.advance(1.0)
     s.observe(0.01)
-    assert 0.01 < s.ewma_s < 0.5     # lower samples pull it down with time constant tau
+    assert 0.01 < s.ewma_s < 0.5  # lower samples pull it down with time constant tau
     before = s.cost()
     clock.advance(5.0)
-    assert s.cost() < before / 100   # idle: decays so the replica is probed again
+    assert s.cost() < before / 100  # idle: decays so the replica is probed again
 
 
 def test_peak_ewma_prefers_the_fast_replica_of_a_pair():
@@ -70,8 +70,10 @@ def test_failures_count_as_slow_for_peak_ewma():
 
 def test_weighted_score_is_the_seed_formula():
     clock = FakeClock()
-    fast, slow = LoadStats(0, capacity=2.0, max_outstanding=10, clock=clock), \
-        LoadStats(1, capacity=1.0, max_outstanding=10, clock=clock)
+    fast, slow = (
+        LoadStats(0, capacity=2.0, max_outstanding=10, clock=clock),
+        LoadStats(1, capacity=1.0, max_outstanding=10, clock=clock),
+    )
     w = WeightedScore(random.Random(0))
     for _ in range(5):
         fast.started()

@@ -11,8 +11,9 @@ from wasm_torch.serve.clock import FakeClock
 
 
 def make(clock: FakeClock) -> CircuitBreaker:
-    return CircuitBreaker(window=4, min_calls=2, failure_rate=0.5, open_s=10.0, half_open_calls=2,
-                          clock=clock)
+    return CircuitBreaker(
+        window=4, min_calls=2, failure_rate=0.5, open_s=10.0, half_open_calls=2, clock=clock
+    )
 
 
 def test_opens_on_failure_rate_and_fails_fast():

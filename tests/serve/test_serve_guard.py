@@ -50,10 +50,13 @@ def test_red_team_corpus_gets_4xx_and_the_server_keeps_serving(client):
     assert 'code="500"' not in metrics
 
 
-@pytest.mark.parametrize("raw,word", [(b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32",'
-                                        b'"data":[NaN,1,2,3]}]}', "NaN"),
-                                       (b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32",'
-                                        b'"data":[1e39,1,2,3]}]}', "finite")])
+@pytest.mark.parametrize(
+    "raw,word",
+    [
+        (b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[NaN,1,2,3]}]}', "NaN"),
+        (b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1e39,1,2,3]}]}', "finite"),
+    ],
+)
 def test_non_finite_numbers_are_named_in_the_error(client, raw, word):
     r = client.post("/v2/models/mlp/infer", content=raw)
     assert r.status_code == 400 and word in r.json()["error"]
@@ -102,8 +105,9 @@ def test_flood_is_rate_limited_per_client_and_others_still_served():
         assert "Retry-After" in limited.headers
         assert c.post("/v2/models/mlp/infer", json=req, headers=b).status_code == 200
         clock.advance(1.0)  # 5 tokens back
-        assert [c.post("/v2/models/mlp/infer", json=req, headers=a).status_code
-                for _ in range(6)] == [200] * 5 + [429]
+        assert [c.post("/v2/models/mlp/infer", json=req, headers=a).status_code for _ in range(6)] == [
+            200
+        ] * 5 + [429]
 
 
 def test_rate_limiter_forgets_old_clients():
@@ -150,16 +154,28 @@ def test_audit_log_is_hash_chained_and_detects_tampering(tmp_path):
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5),
-    max_leaves=30)
+    max_leaves=30,
+)
 shapes = st.lists(st.integers(-3, 10**12), max_size=4)
-tensors = st.fixed_dictionaries({"name": st.sampled_from(["x", "y", ""]), "shape": shapes,
-                                 "datatype": st.sampled_from(["FP32", "FP64", "INT64", "BOOL", "X"]),
-                                 "data": json_values})
+tensors = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["x", "y", ""]),
+        "shape": shapes,
+        "datatype": st.sampled_from(["FP32", "FP64", "INT64", "BOOL", "X"]),
+        "data": json_values,
+    }
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(json_values, st.fixed_dictionaries({"inputs": st.lists(tensors, max_size=3)},
-                                                    optional={"id": json_values, "outputs": json_values})))
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {"inputs": st.lists(tensors, max_size=3)}, optional={"id": json_values, "outputs": json_values}
+        ),
+    )
+)
 def test_fuzzed_bodies_never_cause_a_server_error(client, payload):
     r = client.post("/v2/models/mlp/infer", content=json.dumps(payload).encode())
     assert r.status_code in (200, 400, 413, 422), r.text

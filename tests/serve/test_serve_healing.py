@@ -53,8 +53,9 @@ def traffic(pool, n: int = 8) -> None:
 def test_ladder_escalates_acts_and_recovers(make_pool, plan):
     pool = make_pool(replicas=2, balancer="round_robin", max_retries=0, max_batch_size=8, cache_size=16)
     clock = FakeClock()
-    healer = Orchestrator([pool], threshold=4.0, cooldown_ticks=0, recover_ticks=2, probation_s=5,
-                          clock=clock)
+    healer = Orchestrator(
+        [pool], threshold=4.0, cooldown_ticks=0, recover_ticks=2, probation_s=5, clock=clock
+    )
     for _ in range(10):  # learn a baseline
         traffic(pool)
         healer.tick()

@@ -30,8 +30,7 @@ def artifacts(tmp_path_factory):
     batch = torch.export.Dim("batch", min=1, max=64)
     wasm_torch.compile(small, (torch.randn(2, 4),), root / "mlp", dynamic_shapes=({0: batch},))
     # heavy enough that a batch of 512 takes far longer than a 10 ms deadline (~1 GFLOP)
-    big = torch.nn.Sequential(torch.nn.Linear(256, 2048), torch.nn.ReLU(),
-                              torch.nn.Linear(2048, 256)).eval()
+    big = torch.nn.Sequential(torch.nn.Linear(256, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 256)).eval()
     rows = torch.export.Dim("batch", min=1, max=512)
     wasm_torch.compile(big, (torch.randn(2, 256),), root / "big", dynamic_shapes=({0: rows},))
     return root, small, big
@@ -53,6 +52,7 @@ def test_serves_a_directory_of_artifacts_and_matches_torch(artifacts):
     app = create_app(root, ServeSettings(replicas=2, healing=False, max_batch_size=16))
     try:
         from fastapi.testclient import TestClient
+
         c = TestClient(app)
         meta = c.get("/v2/models/mlp").json()
         assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
@@ -73,13 +73,16 @@ def test_serves_a_directory_of_artifacts_and_matches_torch(artifacts):
 
 def test_runaway_request_hits_its_deadline_and_the_rest_are_served(artifacts):
     root, _, _ = artifacts
-    app = create_app({"big": root / "big"}, ServeSettings(replicas=2, healing=False, deadline_s=0.01,
-                                                          max_batch_size=4))
+    app = create_app(
+        {"big": root / "big"}, ServeSettings(replicas=2, healing=False, deadline_s=0.01, max_batch_size=4)
+    )
     try:
         rng = np.random.default_rng(1)
         runaway = ("/v2/models/big/infer", request(rng.standard_normal((512, 256)).astype(np.float32)))
-        small = [("/v2/models/big/infer", request(rng.standard_normal((1, 256)).astype(np.float32)))
-                 for _ in range(30)]
+        small = [
+            ("/v2/models/big/infer", request(rng.standard_normal((1, 256)).astype(np.float32)))
+            for _ in range(30)
+        ]
         responses = asyncio.run(fire(app, [runaway, *small]))
         assert responses[0].status_code == 504 and "deadline" in responses[0].json()["error"]
         assert [r.status_code for r in responses[1:]] == [200] * 30
@@ -93,12 +96,18 @@ def test_fuel_budget_stops_an_oversized_request_deterministically(artifacts):
     probe.run({"input": np.ones((1, 4), np.float32)})
     one = probe.stats()["fuel_last"]
     budget = one * 8  # room for a few rows, never for 64
-    app = create_app({"mlp": root / "mlp"}, ServeSettings(replicas=1, healing=False, fuel=budget,
-                                                          max_batch_size=2))
+    app = create_app(
+        {"mlp": root / "mlp"}, ServeSettings(replicas=1, healing=False, fuel=budget, max_batch_size=2)
+    )
     try:
         big = request(np.ones((64, 4), np.float32))
-        responses = asyncio.run(fire(app, [("/v2/models/mlp/infer", big)] +
-                                     [("/v2/models/mlp/infer", request(np.ones((1, 4), np.float32)))] * 10))
+        responses = asyncio.run(
+            fire(
+                app,
+                [("/v2/models/mlp/infer", big)]
+                + [("/v2/models/mlp/infer", request(np.ones((1, 4), np.float32)))] * 10,
+            )
+        )
         assert responses[0].status_code == 422 and "fuel" in responses[0].json()["error"]
         assert [r.status_code for r in responses[1:]] == [200] * 10
     finally:
@@ -109,12 +118,16 @@ def test_killed_worker_under_load_loses_no_request(artifacts):
     root, _, _ = artifacts
     plan = FaultPlan()
     plan.add("kill", times=2)
-    app = create_app({"mlp": lambda: FaultyModel(wasm_torch.load(root / "mlp"), plan)},
-                     ServeSettings(replicas=2, healing=False, max_batch_size=8, max_retries=2))
+    app = create_app(
+        {"mlp": lambda: FaultyModel(wasm_torch.load(root / "mlp"), plan)},
+        ServeSettings(replicas=2, healing=False, max_batch_size=8, max_retries=2),
+    )
     try:
         rng = np.random.default_rng(2)
-        reqs = [("/v2/models/mlp/infer", request(rng.standard_normal((1, 4)).astype(np.float32)))
-                for _ in range(80)]
+        reqs = [
+            ("/v2/models/mlp/infer", request(rng.standard_normal((1, 4)).astype(np.float32)))
+            for _ in range(80)
+        ]
         responses = asyncio.run(fire(app, reqs))
         assert Counter(r.status_code for r in responses) == Counter({200: 80})
         assert [a for a, _ in plan.fired] == ["kill", "kill"]

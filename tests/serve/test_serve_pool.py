@@ -46,8 +46,8 @@ def test_results_are_correct_and_batched_under_concurrency(make_pool):
         np.testing.assert_allclose(f.result()["y"], expected(inputs[i]), rtol=1e-5, atol=1e-6)
     rows = [b for m in models for b in m.batches]
     assert sum(rows) == sum(len(a) for a in inputs)  # every row ran exactly once
-    assert max(rows) <= 8                              # never above max batch size
-    assert len(rows) < 60                              # some requests were batched together
+    assert max(rows) <= 8  # never above max batch size
+    assert len(rows) < 60  # some requests were batched together
 
 
 def test_requests_with_different_trailing_shapes_are_not_mixed(make_pool):
@@ -91,8 +91,9 @@ def test_poisoned_request_in_a_batch_fails_alone(make_pool, plan):
     assert [e for i, e in enumerate(errors) if i != 5] == [None] * 10
 
 
-@pytest.mark.parametrize("action,exc", [("trap", TrapError), ("deadline", DeadlineExceeded),
-                                        ("oom", MemoryLimitError)])
+@pytest.mark.parametrize(
+    "action,exc", [("trap", TrapError), ("deadline", DeadlineExceeded), ("oom", MemoryLimitError)]
+)
 def test_sandbox_faults_answer_the_request_and_keep_serving(make_pool, plan, action, exc):
     pool = make_pool(replicas=1)
     plan.add(action, seconds=0.01)
@@ -116,7 +117,7 @@ def test_killed_worker_is_replaced_and_its_requests_retried(make_pool, plan):
     fs = [pool.submit({"x": x(1, i)}) for i in range(40)]
     wait(fs, timeout=20)
     assert all(f.done() for f in fs)
-    assert [f.exception() for f in fs] == [None] * 40   # retried elsewhere: nothing lost
+    assert [f.exception() for f in fs] == [None] * 40  # retried elsewhere: nothing lost
     assert ("kill", 0) in plan.fired
     assert pool.replicas[0].restarts == 1
     assert pool.replicas[0].death is not None
@@ -131,7 +132,7 @@ def test_hung_worker_is_replaced_and_only_its_request_fails(make_pool, plan):
     hung = pool.submit({"x": bad})
     fs = [pool.submit({"x": x(1, i)}) for i in range(30)]
     wait([hung, *fs], timeout=20)
-    assert isinstance(hung.exception(), ReplicaHung)      # never retried: it may be the cause
+    assert isinstance(hung.exception(), ReplicaHung)  # never retried: it may be the cause
     assert [f.exception() for f in fs] == [None] * 30
     # 1 restart if the culprit ran alone; 2 if it first hung a batch and then, alone, another replica
     assert sum(r.restarts for r in pool.replicas) in (1, 2)

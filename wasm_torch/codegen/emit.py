@@ -8,16 +8,18 @@ they are printed as C expressions over the symbol arguments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import sympy
 
 from ..errors import UnsupportedOpError
 from ..ir.graph import Dim, Graph, Node, TensorType, numel
-from ..ir.ops import ALIAS, ELEMENTWISE, REDUCE
+from ..ir.ops import ALIAS, CONV_ACTS, ELEMENTWISE, GEMM_ACTS, REDUCE
 from ..passes.memory_plan import MemoryPlan
-from .ctable import CTYPE, expr, literal
+from .ctable import CTYPE, literal
 from .dims import c_dim
+from .fused import emit_elementwise
 from .writer import CWriter
 
 ENTRY = "wt_run"
@@ -67,22 +69,18 @@ class Emitter:
         strides: list[list[Dim]],
         bases: list[str],
         body: Callable[[list[str]], None],
+        inner_pragma: str = "",
     ) -> None:
         """Nested loops over `shape`; body gets one C offset expression per operand."""
-        dims = [(d, [s[i] for s in strides]) for i, d in enumerate(shape) if d != 1]
-        merged: list[tuple[Dim, list[Dim]]] = []
-        for d, ss in dims:  # fuse a dim into the previous one when every operand is contiguous across both
-            if merged and all(_eq(ps, s * d) for ps, s in zip(merged[-1][1], ss, strict=True)):
-                pd, _ = merged[-1]
-                merged[-1] = (pd * d, ss)
-            else:
-                merged.append((d, ss))
+        merged = self.merged(shape, strides)
         idx = []
         opened = 0
         for d, _ in merged:
             self._loop += 1
             i = f"i{self._loop}"
             idx.append(i)
+            if inner_pragma and len(idx) == len(merged):
+                self.w.line(inner_pragma)
             self.w.line(f"for (int {i} = 0; {i} < {c_dim(d)}; {i}++) {{")
             self.w.depth += 1
             opened += 1
@@ -99,6 +97,19 @@ class Emitter:
         for _ in range(opened):
             self.w.depth -= 1
             self.w.line("}")
+
+    def merged(self, shape: tuple[Dim, ...], strides: list[list[Dim]]) -> list[tuple[Dim, list[Dim]]]:
+        """The loop dims of `shape` (size-1 dims dropped) with each operand's stride, adjacent dims
+        merged into one when every operand is contiguous across both."""
+        dims = [(d, [s[i] for s in strides]) for i, d in enumerate(shape) if d != 1]
+        merged: list[tuple[Dim, list[Dim]]] = []
+        for d, ss in dims:
+            if merged and all(_eq(ps, s * d) for ps, s in zip(merged[-1][1], ss, strict=True)):
+                pd, _ = merged[-1]
+                merged[-1] = (pd * d, ss)
+            else:
+                merged.append((d, ss))
+        return merged
 
     # ---- the function ---------------------------------------------------------------------------
     def function(self) -> str:
@@ -146,20 +157,14 @@ class Emitter:
         fn(n)
 
     def elementwise(self, n: Node) -> None:
-        out = n.outputs[0]
-        ot = self.t(out)
-        in_dtype = self.t(n.inputs[1]).dtype if n.op == "where" else self.t(n.inputs[0]).dtype
-        tmpl = expr(n.op, in_dtype, ot.dtype, n.attrs)
+        """One elementwise op, or a fused program of them: codegen/fused.py (SIMD when all-f32)."""
+        ot = self.t(n.outputs[0])
         strides = [contiguous_strides(ot.shape)] + [
             broadcast_strides(self.t(i).shape, ot.shape) for i in n.inputs
         ]
-        cast = f"({CTYPE[ot.dtype]})"
+        emit_elementwise(self, n, strides)
 
-        def body(offs: list[str]) -> None:
-            args = [self.at(i, o) for i, o in zip(n.inputs, offs[1:], strict=True)]
-            self.w.line(f"{self.var(out)}[{offs[0]}] = {cast}{tmpl.format(*args)};")
-
-        self.loops(ot.shape, strides, ["0"] * len(strides), body)
+    op_fused_elementwise = elementwise
 
     def copy_loop(
         self,
@@ -397,6 +402,25 @@ class Emitter:
     def op_log_softmax(self, n: Node) -> None:
         self.op_softmax(n, log=1)
 
+    def op_attention(self, n: Node) -> None:
+        """wt_attention_f32 on strided views (passes/fuse_attention.py): offsets go into the pointers."""
+        a, (q, k, v), mask = n.attrs, n.inputs[:3], (n.inputs[3] if len(n.inputs) > 3 else "")
+        ptr = lambda val, spec: f"{self.var(val)} + {c_dim(spec[0])}"  # noqa: E731
+        views = [("q", a["q"]), ("k", a["k"]), ("v", a["v"]), ("o", a["out"])]
+        fields = [*zip(("B", "H", "Lq", "Lk", "D", "Dv"), a["dims"], strict=True)]
+        for p, spec in views:
+            fields += [(f"{p}_{s}", x) for s, x in zip(("sb", "sh", "sl"), spec[1:], strict=True)]
+        if mask:
+            fields += [*zip(("m_sb", "m_sh", "m_sq", "m_sk"), a["mask"][1:], strict=True)]
+        init = ", ".join(f".{f} = {c_dim(x)}" for f, x in fields)
+        init += f", .scale = {literal(a['scale'], 'f32')}, .causal = {int(a['causal'])}"
+        init += f", .safe = {int(a['safe'])}"
+        self.w.line(f"{{ const wt_attention_args args = {{{init}}};")
+        self.w.line(
+            f"  wt_attention_f32({ptr(n.outputs[0], a['out'])}, {ptr(q, a['q'])}, {ptr(k, a['k'])}, "
+            f"{ptr(v, a['v'])}, {ptr(mask, a['mask']) if mask else '0'}, &args); }}"
+        )
+
     def _opt(self, v: str) -> str:
         return self.var(v) if v else "0"
 
@@ -438,32 +462,49 @@ class Emitter:
         at = self.t(a)
         rows = c_dim(numel(list(at.shape[:-1])))  # the weights are shared: every leading dim is a row
         bias = n.inputs[2] if len(n.inputs) > 2 else ""
+        act = n.attrs.get("act")  # fused epilogue (passes/fuse_epilogue.py): a WT_ACT_* code of wt_act.h
         self.w.line(
-            f"wt_gemm_packed_f32({self.var(out)}, {self.var(a)}, {self.var(wp)}, {self._opt(bias)}, "
-            f"1, {rows}, {n.attrs['n']}, {c_dim(at.shape[-1])}, 0);"
+            f"wt_gemm_packed_act_f32({self.var(out)}, {self.var(a)}, {self.var(wp)}, {self._opt(bias)}, "
+            f"1, {rows}, {n.attrs['n']}, {c_dim(at.shape[-1])}, 0, {GEMM_ACTS[act] if act else 0});"
         )
 
+    def _conv_dims(self, n: Node, kernel: tuple[Dim, Dim], oc: Dim) -> list[Dim]:
+        a, xs, os = n.attrs, self.t(n.inputs[0]).shape, self.t(n.outputs[0]).shape
+        return [*xs, oc, *kernel, os[2], os[3], *a["stride"], *a["padding"], *a["dilation"]]
+
+    def _conv_act(self, n: Node) -> str:
+        lo, hi = CONV_ACTS[n.attrs["act"]] if n.attrs.get("act") else (-math.inf, math.inf)
+        return f"{literal(lo, 'f32')}, {literal(hi, 'f32')}"
+
     def op_conv2d(self, n: Node) -> None:
+        """The reference direct kernel: constant float weights were rewritten by passes/pack_conv.py."""
         x, wt, out = n.inputs[0], n.inputs[1], n.outputs[0]
-        xs, ws, os = self.t(x).shape, self.t(wt).shape, self.t(out).shape
+        ws = self.t(wt).shape
+        bias = n.inputs[2] if len(n.inputs) > 2 else ""
+        dims = ", ".join(c_dim(d) for d in self._conv_dims(n, (ws[2], ws[3]), ws[0]))
+        self.w.line(
+            f"wt_conv2d_f32({self.var(out)}, {self.var(x)}, {self.var(wt)}, {self._opt(bias)}, {dims}, "
+            f"{n.attrs['groups']}, {self._conv_act(n)});"
+        )
+
+    def op_dwconv2d(self, n: Node) -> None:
+        x, wt, (out, scratch) = n.inputs[0], n.inputs[1], n.outputs
+        ws = self.t(wt).shape
+        bias = n.inputs[2] if len(n.inputs) > 2 else ""
+        dims = ", ".join(c_dim(d) for d in self._conv_dims(n, (ws[2], ws[3]), ws[0]))
+        self.w.line(
+            f"wt_dwconv2d_f32({self.var(out)}, {self.var(x)}, {self.var(wt)}, {self._opt(bias)}, "
+            f"{self.var(scratch)}, {c_dim(n.attrs['scratch'])}, {dims}, {self._conv_act(n)});"
+        )
+
+    def op_conv2d_packed(self, n: Node) -> None:
+        x, wp, (out, scratch) = n.inputs[0], n.inputs[1], n.outputs
         a = n.attrs
         bias = n.inputs[2] if len(n.inputs) > 2 else ""
-        dims = [
-            *xs,
-            ws[0],
-            ws[2],
-            ws[3],
-            os[2],
-            os[3],
-            *a["stride"],
-            *a["padding"],
-            *a["dilation"],
-            a["groups"],
-        ]
+        dims = ", ".join(c_dim(d) for d in self._conv_dims(n, a["kernel"], a["oc"]))
         self.w.line(
-            f"wt_conv2d_f32({self.var(out)}, {self.var(x)}, {self.var(wt)}, {self._opt(bias)}, "
-            + ", ".join(c_dim(d) for d in dims)
-            + ");"
+            f"wt_conv2d_packed_f32({self.var(out)}, {self.var(x)}, {self.var(wp)}, {self._opt(bias)}, "
+            f"{self.var(scratch)}, {a['scratch']}, {dims}, {a['groups']}, {self._conv_act(n)});"
         )
 
     def _pool(self, n: Node, is_max: int) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .graph import DTYPES, Graph, Node, Symbol, evaluate_dim, evaluate_shape
-from .ops import norm_axis
+from .ops import CONV_ACTS, norm_axis
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -132,6 +132,14 @@ def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, n: Node) -> np.n
     return out.astype(np.float32)
 
 
+def _conv_act(y: np.ndarray, n: Node) -> np.ndarray:
+    """The fused epilogue: clamp to the act's bounds (NaN stays NaN, like torch)."""
+    if not n.attrs.get("act"):
+        return y
+    lo, hi = CONV_ACTS[n.attrs["act"]]
+    return np.clip(y, np.float32(lo), np.float32(hi)).astype(np.float32)
+
+
 def _pool2d(x: np.ndarray, n: Node, oshape: tuple[int, ...]) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw) = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
     dh, dw = n.attrs.get("dilation", (1, 1))
@@ -172,6 +180,40 @@ def _adaptive_avg(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     return out
 
 
+def _strided(buf: np.ndarray, spec: tuple, shape: tuple[int, ...], bind: dict) -> np.ndarray:
+    """The logical (B, H, L, D) tensor an attention operand reads: element offset + strides into buf."""
+    off, *strides = (evaluate_dim(s, bind) for s in spec)
+    flat = buf.reshape(-1)
+    return np.lib.stride_tricks.as_strided(flat[off:], shape, [s * flat.itemsize for s in strides])
+
+
+def _attention(args: list, n: Node, bind: dict, out_shape: tuple[int, ...]) -> np.ndarray:
+    """softmax(q kᵀ · scale + mask [+ causal -inf above the diagonal]) v, per (batch, head), in float64.
+
+    A row whose scores are all -inf gives NaN like torch.softmax, or 0 when attrs["safe"] (the
+    `_safe_softmax` of torch's scaled_dot_product_attention)."""
+    a = n.attrs
+    B, H, Lq, Lk, D, Dv = (evaluate_dim(d, bind) for d in a["dims"])
+    q = _strided(args[0], (*a["q"], 1), (B, H, Lq, D), bind).astype(np.float64)
+    k = _strided(args[1], (*a["k"], 1), (B, H, Lk, D), bind).astype(np.float64)
+    v = _strided(args[2], (*a["v"], 1), (B, H, Lk, Dv), bind).astype(np.float64)
+    s = np.matmul(q, k.swapaxes(-1, -2)) * np.float32(a["scale"])
+    if len(args) > 3:
+        s = s + _strided(args[3], a["mask"], (B, H, Lq, Lk), bind)
+    if a["causal"]:
+        s = np.where(np.arange(Lk)[None, :] <= np.arange(Lq)[:, None], s, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = s.max(axis=-1, keepdims=True) if Lk else np.full((B, H, Lq, 1), -np.inf)
+        dead = m == -np.inf
+        e = np.exp(s - np.where(dead, 0, m))
+        p = e / e.sum(axis=-1, keepdims=True)
+    if a["safe"]:
+        p = np.where(dead, 0, p)
+    out = np.zeros(out_shape, np.float32)
+    _strided(out, a["out"] + (1,), (B, H, Lq, Dv), bind)[...] = np.matmul(p, v)
+    return out
+
+
 def run_node(
     n: Node, args: list[np.ndarray | None], bind: dict, out_shapes: list[tuple[int, ...]]
 ) -> list[np.ndarray]:
@@ -185,6 +227,11 @@ def run_node(
         return [np.where(args[0].astype(bool), args[1], args[2])]
     if op == "cast":
         return [x.astype(DTYPES[a["dtype"]])]
+    if op == "fused_elementwise":  # passes/fuse_elementwise.py: the program's ops, one at a time
+        env = list(args)
+        for s in a["program"]:
+            env.extend(run_node(Node(s.op, (), (), s.attrs), [env[i] for i in s.args], bind, []))
+        return [env[-1]]
     if op in REDUCE_FN:
         axes = tuple(norm_axis(i, x.ndim) for i in a["axes"])
         r = REDUCE_FN[op](x, axis=axes, keepdims=a.get("keepdim", False))
@@ -196,15 +243,25 @@ def run_node(
         if len(args) > 2 and args[2] is not None:
             y = y + args[2]
         return [y.astype(args[0].dtype)]
-    if op == "matmul_packed":  # weights in 8-column panels (P, K, 8); see passes/pack_weights.py
+    if op == "matmul_packed":  # weights in panels (P, K, PANEL); see passes/pack_weights.py
         wp = args[1]
         w = wp.transpose(1, 0, 2).reshape(wp.shape[1], -1)[:, : a["n"]]
         y = np.matmul(args[0].astype(np.float64), w.astype(np.float64))
         if len(args) > 2 and args[2] is not None:
             y = y + args[2]
-        return [y.astype(args[0].dtype)]
+        y = y.astype(args[0].dtype)
+        return [UNARY_FN[a["act"]](y, n) if a.get("act") else y]  # fused epilogue: passes/fuse_epilogue.py
     if op == "conv2d":
-        return [_conv2d(x, args[1], args[2] if len(args) > 2 else None, n)]
+        return [_conv_act(_conv2d(x, args[1], args[2] if len(args) > 2 else None, n), n)]
+    if op == "dwconv2d":  # depthwise conv2d + its scratch; see passes/pack_conv.py
+        y = _conv_act(_conv2d(x, args[1], args[2] if len(args) > 2 else None, n), n)
+        return [y, np.zeros(out_shapes[1], np.float32)]
+    if op == "conv2d_packed":  # weights in panels (groups, panels, K, MR); see passes/pack_conv.py
+        wp, oc = args[1], a["oc"]
+        w = wp.transpose(0, 1, 3, 2).reshape(wp.shape[0], -1, wp.shape[2])[:, : oc // wp.shape[0]]
+        w = w.reshape(oc, -1, *a["kernel"])
+        y = _conv_act(_conv2d(x, w, args[2] if len(args) > 2 else None, n), n)
+        return [y, np.zeros(out_shapes[1], np.float32)]
     if op in ("max_pool2d", "avg_pool2d"):
         return [_pool2d(x, n, out_shapes[0])]
     if op == "adaptive_avg_pool2d":
@@ -234,6 +291,8 @@ def run_node(
         key = -x if a["largest"] else x
         idx = np.take(np.argsort(key, axis=a["axis"], kind="stable"), np.arange(a["k"]), axis=a["axis"])
         return [np.take_along_axis(x, idx, a["axis"]), idx.astype(np.int64)]
+    if op == "attention":
+        return [_attention(args, n, bind, out_shapes[0])]
     if op == "cumsum":
         return [np.cumsum(x, axis=a["axis"]).astype(x.dtype)]
     if op == "permute":

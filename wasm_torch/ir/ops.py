@@ -8,6 +8,8 @@ build new nodes. Adding an op = one entry here, one in interp.py, one in codegen
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import sympy
 
@@ -99,6 +101,34 @@ def _elementwise(n: Node, t: list[TensorType]) -> list[TensorType]:
     return [TensorType(t[0].dtype, shape)]
 
 
+@dataclass(frozen=True)
+class Step:
+    """One op of a `fused_elementwise` program (passes/fuse_elementwise.py). `args` index the node's
+    inputs first, then the results of earlier steps: with k inputs, arg k + j is step j's result."""
+
+    op: str
+    args: tuple[int, ...]
+    attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.attrs.items())
+        return f"{self.op}({', '.join(f'%{a}' for a in self.args)}{extra})"
+
+
+def program_types(program: tuple[Step, ...], inputs: list[TensorType]) -> list[TensorType]:
+    """The type of every step of a fused program (each by its own op's rule); the last is the output."""
+    env = list(inputs)
+    for s in program:
+        if s.op not in ELEMENTWISE or not all(0 <= a < len(env) for a in s.args):
+            raise GraphError(f"fused_elementwise step {s!r} is not an elementwise op over earlier values")
+        env.append(_elementwise(Node(s.op, (), (), s.attrs), [env[a] for a in s.args])[0])
+    return env[len(inputs) :]
+
+
+def _fused(n: Node, t: list[TensorType]) -> list[TensorType]:
+    return [program_types(n.attrs["program"], t)[-1]]
+
+
 def _reduce(n: Node, t: list[TensorType]) -> list[TensorType]:
     x = t[0]
     axes = {norm_axis(a, x.rank) for a in n.attrs["axes"]}
@@ -124,8 +154,16 @@ def _matmul(n: Node, t: list[TensorType]) -> list[TensorType]:
     return [TensorType(a.dtype, (*batch, a.shape[-2], b.shape[-1]))]
 
 
+# A packed GEMM's fused epilogue (attr "act", set by passes/fuse_epilogue.py) -> the WT_ACT_* code
+# of kernels/wt_act.h that applies it.
+GEMM_ACTS: dict[str, int] = {"relu": 1, "gelu": 2, "gelu_tanh": 3}
+
+
 def _matmul_packed(n: Node, t: list[TensorType]) -> list[TensorType]:
     a = t[0]
+    act = n.attrs.get("act")
+    if act is not None and act not in GEMM_ACTS:
+        raise GraphError(f"matmul_packed act={act!r}: expected one of {sorted(GEMM_ACTS)}")
     return [TensorType(a.dtype, (*a.shape[:-1], n.attrs["n"]))]
 
 
@@ -141,6 +179,24 @@ def _conv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
     oh = pool_out(x.shape[2], w.shape[2], sh, ph, dh, False)
     ow = pool_out(x.shape[3], w.shape[3], sw, pw, dw, False)
     return [TensorType(x.dtype, (x.shape[0], w.shape[0], oh, ow))]
+
+
+# A conv's fused epilogue (attr "act", set by passes/conv_bn.py): the clamp bounds it applies.
+CONV_ACTS: dict[str, tuple[float, float]] = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
+
+
+def _conv2d_packed(n: Node, t: list[TensorType]) -> list[TensorType]:
+    """conv2d with weights in GEMM panels (passes/pack_conv.py); 2nd output: the kernel's scratch."""
+    x, a = t[0], n.attrs
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    oh = pool_out(x.shape[2], kh, sh, ph, dh, False)
+    ow = pool_out(x.shape[3], kw, sw, pw, dw, False)
+    return [TensorType(x.dtype, (x.shape[0], a["oc"], oh, ow)), TensorType("f32", (a["scratch"],))]
+
+
+def _dwconv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
+    """Depthwise conv2d (passes/pack_conv.py); 2nd output: the kernel's padded-plane scratch."""
+    return [_conv2d(n, t)[0], TensorType("f32", (n.attrs["scratch"],))]
 
 
 def _pool2d(n: Node, t: list[TensorType]) -> list[TensorType]:
@@ -223,6 +279,16 @@ def _cumsum(n: Node, t: list[TensorType]) -> list[TensorType]:
     return [t[0]]
 
 
+def _attention(n: Node, t: list[TensorType]) -> list[TensorType]:
+    """attention(q, k, v[, mask]): inputs are the buffers the operands are read from (strided views in
+    attrs q/k/v/mask, see passes/fuse_attention.py); the output has shape attrs["out_shape"]."""
+    if len(t) not in (3, 4) or any(x.dtype != "f32" for x in t):
+        raise GraphError(f"attention takes 3 or 4 f32 inputs (q, k, v[, mask]), got {[str(x) for x in t]}")
+    if len(n.attrs["dims"]) != 6 or (len(t) == 4) != ("mask" in n.attrs):
+        raise GraphError("attention attrs: dims=(B, H, Lq, Lk, D, Dv) and a mask view iff a mask input")
+    return [TensorType("f32", tuple(n.attrs["out_shape"]))]
+
+
 INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     **{op: _elementwise for op in ELEMENTWISE},
     **{op: _reduce for op in REDUCE},
@@ -232,6 +298,8 @@ INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     "matmul": _matmul,
     "matmul_packed": _matmul_packed,
     "conv2d": _conv2d,
+    "conv2d_packed": _conv2d_packed,
+    "dwconv2d": _dwconv2d,
     "max_pool2d": _pool2d,
     "avg_pool2d": _pool2d,
     "adaptive_avg_pool2d": _adaptive,
@@ -239,6 +307,8 @@ INFER: dict[str, Callable[[Node, list[TensorType]], list[TensorType]]] = {
     "log_softmax": _same,
     "layer_norm": _layer_norm,
     "cumsum": _cumsum,
+    "fused_elementwise": _fused,
+    "attention": _attention,
     "permute": _permute,
     "expand": _shape_attr,
     "reshape": _shape_attr,

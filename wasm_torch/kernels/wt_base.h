@@ -2,7 +2,8 @@
  *
  * Freestanding: no libc. The math functions below are our own (Cephes-style polynomials), so
  * results are identical on every host that runs the module — which the edge network relies on
- * when it compares replicated results. Accuracy: expf/logf ~1 ulp, erff ~1.2e-7 relative.
+ * when it compares replicated results. Accuracy: expf/logf ~1 ulp, erff abs error < 1e-7.
+ * SIMD twins of expf/erff/tanhf/sigmoidf/geluf live in wt_vmath.h.
  */
 #pragma once
 #include <stdint.h>
@@ -35,23 +36,45 @@ WT_INLINE float wt_fmodf_py(float a, float b) { /* Python/torch remainder: sign 
 WT_INLINE float wt_bits_to_f(uint32_t u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
 WT_INLINE uint32_t wt_f_to_bits(float f) { uint32_t u; __builtin_memcpy(&u, &f, 4); return u; }
 
+/* Functions that start with WT_FP_EXACT are compiled without -ffast-math's reassociation, reciprocal
+ * or contraction, so they round exactly as written: the SIMD twins in wt_vmath.h do the same
+ * operations in the same order and give bit-identical results (tests/compiler/test_vmath.py checks). */
+#define WT_FP_EXACT _Pragma("clang fp reassociate(off) reciprocal(off) contract(off)")
+
+/* exp: x = n·ln2 + r, |r| <= ln2/2 (ln2 split in two for an exact product), Cephes degree-6
+ * polynomial for e^r, then 2^n applied in two halves so subnormal results keep their bits. */
+#define WT_EXP_LOG2E 1.44269504088896341f
+#define WT_EXP_LN2_HI 0.693359375f
+#define WT_EXP_LN2_LO -2.12194440e-4f
+#define WT_EXP_P0 1.9875691500E-4f
+#define WT_EXP_P1 1.3981999507E-3f
+#define WT_EXP_P2 8.3334519073E-3f
+#define WT_EXP_P3 4.1665795894E-2f
+#define WT_EXP_P4 1.6666665459E-1f
+#define WT_EXP_P5 5.0000001201E-1f
+/* x is clamped to [LO, HI] first (NaN passes through): exp(HI) overflows to +inf and exp(LO) rounds to
+ * 0 by themselves, so no special cases are needed. */
+#define WT_EXP_HI 88.75f
+#define WT_EXP_LO -104.0f
+#define WT_EXP_SHIFTER 12582912.0f /* 1.5·2^23: n + this has n in its low mantissa bits */
+#define WT_EXP_SHIFTER_BITS 0x4B400000
+
 WT_INLINE float wt_expf(float x) {
-    if (x > 88.72283935546875f) return wt_bits_to_f(0x7f800000u);
-    if (x < -103.97208404541015625f) return 0.0f;
-    if (x != x) return x;
-    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500E-4f;
-    p = p * r + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
+    WT_FP_EXACT
+    x = x < WT_EXP_LO ? WT_EXP_LO : x; /* = wasm_f32x4_pmax(x, LO), NaN stays */
+    x = WT_EXP_HI < x ? WT_EXP_HI : x; /* = wasm_f32x4_pmin(x, HI) */
+    float n = __builtin_roundevenf(x * WT_EXP_LOG2E);
+    float r = x - n * WT_EXP_LN2_HI;
+    r = r - n * WT_EXP_LN2_LO;
+    float p = WT_EXP_P0;
+    p = p * r + WT_EXP_P1;
+    p = p * r + WT_EXP_P2;
+    p = p * r + WT_EXP_P3;
+    p = p * r + WT_EXP_P4;
+    p = p * r + WT_EXP_P5;
     p = p * r * r + r + 1.0f;
-    int32_t e = (int32_t)n;
-    /* scale by 2^e in two steps so subnormal results stay accurate */
-    int32_t e1 = e / 2, e2 = e - e1;
+    int32_t e = (int32_t)(wt_f_to_bits(n + WT_EXP_SHIFTER) - (uint32_t)WT_EXP_SHIFTER_BITS);
+    int32_t e1 = e >> 1, e2 = e - e1; /* each half keeps 2^e1, 2^e2 normal */
     p *= wt_bits_to_f((uint32_t)(e1 + 127) << 23);
     return p * wt_bits_to_f((uint32_t)(e2 + 127) << 23);
 }
@@ -91,44 +114,114 @@ WT_INLINE float wt_log1pf(float x) {
     return wt_logf(u) * (x / (u - 1.0f));
 }
 
-WT_INLINE float wt_erff(float x) {
-    /* Numerical Recipes erfc (Chebyshev fit), fractional error < 1.2e-7, evaluated in double. */
-    double z = x < 0 ? -(double)x : (double)x;
-    double t = 1.0 / (1.0 + 0.5 * z);
-    double p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-               t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-               t * (-0.82215223 + t * 0.17087277))))))));
-    double ec = t * (double)wt_expf((float)p);
-    /* near zero the series is more accurate: erf(x) = 2/sqrt(pi) (x - x^3/3 + x^5/10 - x^7/42 + x^9/216) */
-    if (z < 0.5) {
-        double x2 = (double)x * (double)x;
-        return (float)(1.1283791670955126 * (double)x *
-                       (1.0 - x2 * (1.0 / 3 - x2 * (1.0 / 10 - x2 * (1.0 / 42 - x2 * (1.0 / 216 - x2 / 1320))))));
-    }
-    double r = 1.0 - ec;
-    return (float)(x < 0 ? -r : r);
+/* erf in float, abs error < 1e-7 on the whole line: below the split erf(x) = x + x·A(x²), above it
+ * erf = 1 - erfc with erfc(z) = t·exp(-z²)·B(t), t = 1/(1 + z/2). A and B are near-minimax
+ * (Lawson-weighted least squares) fits to erf(x)/x - 1 on [0, 0.84375] (rel. error 6e-9) and to
+ * erfc(z)·exp(z²)/t on [0.84375, 10] (rel. error 2e-8), rounded to float. */
+#define WT_ERF_SPLIT 0.84375f
+#define WT_ERF_A0 0.128379107f
+#define WT_ERF_A1 -0.376125753f
+#define WT_ERF_A2 0.112827756f
+#define WT_ERF_A3 -0.0268051066f
+#define WT_ERF_A4 0.00505562685f
+#define WT_ERF_A5 -0.000634294178f
+#define WT_ERFC_B0 0.282105267f
+#define WT_ERFC_B1 0.281892389f
+#define WT_ERFC_B2 0.248264104f
+#define WT_ERFC_B3 0.172645777f
+#define WT_ERFC_B4 0.0777223483f
+#define WT_ERFC_B5 0.0560862608f
+#define WT_ERFC_B6 -0.203911930f
+#define WT_ERFC_B7 0.0856219828f
+
+WT_INLINE float wt_erf_smallf(float x) { /* |x| < WT_ERF_SPLIT */
+    WT_FP_EXACT
+    float s = x * x;
+    float y = WT_ERF_A5;
+    y = y * s + WT_ERF_A4;
+    y = y * s + WT_ERF_A3;
+    y = y * s + WT_ERF_A2;
+    y = y * s + WT_ERF_A1;
+    y = y * s + WT_ERF_A0;
+    return x + x * y;
 }
+
+WT_INLINE float wt_erfc_tailf(float z) { /* z >= WT_ERF_SPLIT; also right for +inf and NaN */
+    WT_FP_EXACT
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float b = WT_ERFC_B7;
+    b = b * t + WT_ERFC_B6;
+    b = b * t + WT_ERFC_B5;
+    b = b * t + WT_ERFC_B4;
+    b = b * t + WT_ERFC_B3;
+    b = b * t + WT_ERFC_B2;
+    b = b * t + WT_ERFC_B1;
+    b = b * t + WT_ERFC_B0;
+    return t * wt_expf(-(z * z)) * b;
+}
+
+WT_INLINE float wt_copysignf(float mag, float sign) {
+    return wt_bits_to_f((wt_f_to_bits(mag) & 0x7fffffffu) | (wt_f_to_bits(sign) & 0x80000000u));
+}
+
+WT_INLINE float wt_erff(float x) {
+    WT_FP_EXACT
+    float z = __builtin_fabsf(x);
+    if (z < WT_ERF_SPLIT) return wt_erf_smallf(x);
+    return wt_copysignf(1.0f - wt_erfc_tailf(z), x);
+}
+
+/* tanh: Cephes polynomial below 0.625, else 1 - 2/(e^{2|x|} + 1) with the sign of x. */
+#define WT_TANH_SPLIT 0.625f
+#define WT_TANH_P0 -3.33332819422E-1f
+#define WT_TANH_P1 1.33314422036E-1f
+#define WT_TANH_P2 -5.37397155531E-2f
+#define WT_TANH_P3 2.06390887954E-2f
+#define WT_TANH_P4 -5.70498872745E-3f
 
 WT_INLINE float wt_tanhf(float x) {
-    float a = x < 0 ? -x : x;
-    if (a < 0.625f) {
+    WT_FP_EXACT
+    float a = __builtin_fabsf(x);
+    if (a < WT_TANH_SPLIT) {
         float z = x * x;
-        float p = -5.70498872745E-3f;
-        p = p * z + 2.06390887954E-2f;
-        p = p * z - 5.37397155531E-2f;
-        p = p * z + 1.33314422036E-1f;
-        p = p * z - 3.33332819422E-1f;
+        float p = WT_TANH_P4;
+        p = p * z + WT_TANH_P3;
+        p = p * z + WT_TANH_P2;
+        p = p * z + WT_TANH_P1;
+        p = p * z + WT_TANH_P0;
         return p * z * x + x;
     }
-    if (a > 9.0f) return x < 0 ? -1.0f : 1.0f;
-    float r = 1.0f - 2.0f / (wt_expf(2.0f * a) + 1.0f);
-    return x < 0 ? -r : r;
+    return wt_copysignf(1.0f - 2.0f / (wt_expf(2.0f * a) + 1.0f), x);
 }
 
-WT_INLINE float wt_sigmoidf(float x) { return 1.0f / (1.0f + wt_expf(-x)); }
-WT_INLINE float wt_geluf(float x) { return 0.5f * x * (1.0f + wt_erff(x * 0.70710678118654752f)); }
+/* sigmoid from e = exp(-|x|) (never overflows): e/(1+e) for x < 0, 1/(1+e) otherwise. */
+WT_INLINE float wt_sigmoidf(float x) {
+    WT_FP_EXACT
+    float e = wt_expf(-__builtin_fabsf(x));
+    return (x < 0.0f ? e : 1.0f) / (1.0f + e);
+}
+WT_INLINE float wt_siluf(float x) {
+    WT_FP_EXACT
+    return x * wt_sigmoidf(x);
+}
+
+/* GELU = x·Φ(x), Φ(x) = (1 + erf(x/√2))/2. Away from 0, Φ comes from erfc directly, so negative x
+ * keep their relative accuracy instead of cancelling in 1 + erf. */
+WT_INLINE float wt_geluf(float x) {
+    WT_FP_EXACT
+    float u = x * 0.70710678118654752f;
+    float z = __builtin_fabsf(u);
+    if (z < WT_ERF_SPLIT) return x * (0.5f * wt_erf_smallf(u) + 0.5f);
+    float h = 0.5f * wt_erfc_tailf(z);
+    return x * (x < 0.0f ? h : 1.0f - h);
+}
+
+/* tanh-approximated GELU, 0.5·x·(1 + tanh(u)), computed as x·sigmoid(2u): the same function. */
+#define WT_GELU_TANH_2K 1.5957691216057308f /* 2·sqrt(2/pi) */
 WT_INLINE float wt_gelu_tanhf(float x) {
-    return 0.5f * x * (1.0f + wt_tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    WT_FP_EXACT
+    float x3 = 0.044715f * x * x * x;
+    return x * wt_sigmoidf(WT_GELU_TANH_2K * (x + x3));
 }
 
 /* sin/cos in double: reduce by multiples of pi/2, then Taylor polynomials on [-pi/4, pi/4]. */

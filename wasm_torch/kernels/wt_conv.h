@@ -1,12 +1,32 @@
-/* 2-D convolution (NCHW, OIHW weights), grouped/depthwise, stride, padding, dilation.
- * Correctness-first: for each output channel, accumulate input planes into the output plane;
- * the inner loop over output columns is contiguous when stride == 1, which clang vectorises. */
+/* 2-D convolution, NCHW activations, OIHW weights; grouped, strided, padded, dilated; bias and a
+ * clamp epilogue (lo/hi: ReLU is [0, inf), ReLU6 [0, 6], none (-inf, inf)).
+ *
+ * wt_conv2d_f32 is the readable reference: direct loops, used when the weights are not constants.
+ *
+ * wt_conv2d_packed_f32 is the fast path, an implicit GEMM per image and group:
+ *     out[oc][p] = sum_k Wg[oc][k] * col[k][p],   k = (c, kh, kw),  p = (oh, ow)
+ * Weights are packed at compile time (passes/pack_conv.py) into panels of WT_CONV_MR output
+ * channels: panel b, row k, lane r <-> Wg[b*MR + r][k]. The input is never materialised as a whole
+ * im2col matrix: a block of up to WT_CONV_NC pixels x WT_CONV_KC rows of k is packed into panels of 8
+ * pixels (`scratch`, a value of the memory plan, so it lives in the arena), then an MR x 8 register
+ * tile streams one weight panel against one pixel panel (MR splats + 2 loads per k). A 1x1 stride-1
+ * unpadded convolution needs no packing: col is x itself, read with a row stride of H*W. Output is
+ * written in NCHW directly; bias and the clamp are applied in the tile's epilogue.
+ */
 #pragma once
 #include "wt_base.h"
 
+#define WT_CONV_MR 4 /* output channels per weight panel (the tile is 4 x 8): = passes/pack_conv.py MR */
+#ifndef WT_CONV_KC
+#define WT_CONV_KC 512 /* rows of k per block: must equal pack_conv.py KC */
+#endif
+#ifndef WT_CONV_BUDGET
+#define WT_CONV_BUDGET 65536 /* floats of packed input per block (256 KB, half of L2): = pack_conv.py BUDGET */
+#endif
+
 WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
-                          int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw, int dh,
-                          int dw, int groups) {
+                             int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw,
+                             int dh, int dw, int groups, float lo, float hi) {
     int cg = C / groups, ocg = OC / groups;
     for (int n = 0; n < N; n++) {
         for (int oc = 0; oc < OC; oc++) {
@@ -22,21 +42,234 @@ WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const f
                         float wv = wp[kh * KW + kw];
                         /* output columns whose input column is in range: ow in [lo, hi) */
                         int off = kw * dw - pw;
-                        int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-                        int hi = (W - off + sw - 1) / sw;
-                        if (hi > OW) hi = OW;
+                        int c0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                        int c1 = WT_MIN(OW, (W - off + sw - 1) / sw);
                         for (int oh = 0; oh < OH; oh++) {
                             int ih = oh * sh - ph + kh * dh;
                             if (ih < 0 || ih >= H) continue;
                             const float* xr = xp + (size_t)ih * W + off;
                             float* orow = op + (size_t)oh * OW;
-                            if (sw == 1) {
-                                for (int ow = lo; ow < hi; ow++) orow[ow] += wv * xr[ow];
-                            } else {
-                                for (int ow = lo; ow < hi; ow++) orow[ow] += wv * xr[ow * sw];
-                            }
+                            for (int ow = c0; ow < c1; ow++) orow[ow] += wv * xr[ow * sw];
                         }
                     }
+                }
+            }
+            for (int i = 0; i < OH * OW; i++) op[i] = WT_MIN(WT_MAX(op[i], lo), hi);
+        }
+    }
+}
+
+/* Pack col[k0 .. k0+kc)[p0 .. p0+np) of one image/group into panels: buf[j][kk][0..8), zero past np.
+ * 1x1/1 unpadded convs copy x's rows (col is x). Otherwise panels go in groups of up to 32: their
+ * lane coordinates are computed once, then for each k = (c, kh, kw) every panel of the group gets
+ * its 8 floats: a panel whose 8 pixels lie in one output row copies 8 consecutive (stride 2:
+ * alternate) floats, or zeros when the tap's row is padding; other panels are checked lane by lane. */
+static void wt_conv_pack(float* buf, const float* x, int H, int W, int KH, int KW, int OW, int sh, int sw, int ph,
+                         int pw, int dh, int dw, int k0, int kc, int p0, int np) {
+    const v128_t zero = wasm_f32x4_splat(0.0f);
+    if (KH == 1 && KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0) {
+        for (int j = 0; 8 * j < np; j++) {
+            float* dst = buf + (size_t)j * kc * 8;
+            int q = p0 + 8 * j, nl = WT_MIN(8, np - 8 * j);
+            const float* s = x + (size_t)k0 * H * W + q;
+            for (int kk = 0; kk < kc; kk++, dst += 8, s += (size_t)H * W) {
+                if (nl == 8) {
+                    wasm_v128_store(dst, wasm_v128_load(s));
+                    wasm_v128_store(dst + 4, wasm_v128_load(s + 4));
+                } else {
+                    for (int l = 0; l < 8; l++) dst[l] = l < nl ? s[l] : 0.0f;
+                }
+            }
+        }
+        return;
+    }
+    int panels = (np + 7) / 8;
+    for (int j0 = 0; j0 < panels; j0 += 32) {
+        int nj = WT_MIN(32, panels - j0);
+        int ih[32][8], iw[32][8], row[32]; /* row[t]: the panel's 8 pixels are in one output row */
+        for (int t = 0; t < nj; t++) {
+            int q = p0 + 8 * (j0 + t), nl = WT_MIN(8, np - 8 * (j0 + t));
+            int oh0 = q / OW, ow0 = q - oh0 * OW;
+            row[t] = nl == 8 && ow0 + 8 <= OW;
+            for (int l = 0; l < 8; l++) { /* lanes past np get a row that is never inside the image */
+                int oh = oh0 + (ow0 + l) / OW, ow = (ow0 + l) % OW;
+                ih[t][l] = l < nl ? oh * sh - ph : -(1 << 29);
+                iw[t][l] = ow * sw - pw;
+            }
+        }
+        int c = k0 / (KH * KW), kh = (k0 / KW) % KH, kw = k0 % KW;
+        for (int kk = 0; kk < kc; kk++) {
+            const float* xc = x + (size_t)c * H * W;
+            int dy = kh * dh, dx = kw * dw;
+            float* dst = buf + ((size_t)j0 * kc + kk) * 8;
+            for (int t = 0; t < nj; t++, dst += (size_t)kc * 8) {
+                int y = ih[t][0] + dy, x0 = iw[t][0] + dx;
+                if (row[t] && (unsigned)y >= (unsigned)H) {
+                    wasm_v128_store(dst, zero);
+                    wasm_v128_store(dst + 4, zero);
+                } else if (row[t] && x0 >= 0 && x0 + 7 * sw < W && sw <= 2) {
+                    const float* s = xc + (size_t)y * W + x0;
+                    if (sw == 1) {
+                        wasm_v128_store(dst, wasm_v128_load(s));
+                        wasm_v128_store(dst + 4, wasm_v128_load(s + 4));
+                    } else { /* stride 2: s[0, 2, .., 14], never reading past s[14] */
+                        v128_t a = wasm_v128_load(s), b = wasm_v128_load(s + 4);
+                        v128_t c2 = wasm_v128_load(s + 8), d = wasm_v128_load(s + 11);
+                        wasm_v128_store(dst, wasm_i32x4_shuffle(a, b, 0, 2, 4, 6));
+                        wasm_v128_store(dst + 4, wasm_i32x4_shuffle(c2, d, 0, 2, 5, 7));
+                    }
+                } else {
+                    for (int l = 0; l < 8; l++) {
+                        int yy = ih[t][l] + dy, xx = iw[t][l] + dx;
+                        dst[l] = ((unsigned)yy < (unsigned)H && (unsigned)xx < (unsigned)W) ? xc[(size_t)yy * W + xx]
+                                                                                           : 0.0f;
+                    }
+                }
+            }
+            if (++kw == KW) {
+                kw = 0;
+                if (++kh == KH) { kh = 0; c++; }
+            }
+        }
+    }
+}
+
+/* The weight panel rows k0 .. k0+kc, each weight repeated in 4 lanes: as[kk][r][0..4) = A[kk][r].
+ * Done once per panel and block and reused by every pixel panel of the block, so the tile's inner
+ * loop has plain loads instead of splats (wasm's load32_splat costs 3 x86 instructions in
+ * Cranelift, a lane shuffle one FP-pipe uop per use). */
+WT_INLINE void wt_conv_splat(float* as, const float* A, int kc) {
+    for (int i = 0; i < kc * WT_CONV_MR; i += 4, as += 16) { /* one load and 4 lane shuffles per k */
+        v128_t v = wasm_v128_load(A + i);
+        wasm_v128_store(as, wasm_i32x4_shuffle(v, v, 0, 0, 0, 0));
+        wasm_v128_store(as + 4, wasm_i32x4_shuffle(v, v, 1, 1, 1, 1));
+        wasm_v128_store(as + 8, wasm_i32x4_shuffle(v, v, 2, 2, 2, 2));
+        wasm_v128_store(as + 12, wasm_i32x4_shuffle(v, v, 3, 3, 3, 3));
+    }
+}
+
+/* An empty asm makes a pointer opaque once per 4 k, so clang keeps it as a base with constant offsets
+ * folded into the loads (Cranelift then folds them into x86 addressing), as in wt_gemm_packed.h. */
+#define WT_CONV_OPAQUE(x) __asm__("" : "+r"(x))
+/* One k step of the MR x 8 tile: 2 loads of 8 pixels, MR loads of splatted weights, 8 mul + 8 add. */
+#define WT_CONV_STEP(l)                                                                                   \
+    {                                                                                                     \
+        v128_t b0 = wasm_v128_load(B + ldb * (l)), b1 = wasm_v128_load(B + ldb * (l) + 4);               \
+        v128_t a0 = wasm_v128_load(as + 16 * (l)), a1 = wasm_v128_load(as + 16 * (l) + 4);               \
+        v128_t a2 = wasm_v128_load(as + 16 * (l) + 8), a3 = wasm_v128_load(as + 16 * (l) + 12);          \
+        c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0)); c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1)); \
+        c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0)); c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1)); \
+        c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0)); c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1)); \
+        c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0)); c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1)); \
+    }
+
+/* C[r][0..nr) for r < mr (row stride ldc) from the rows in c (2 vectors per row), clamped when last. */
+WT_INLINE void wt_conv_store(float* C, int ldc, int mr, int nr, v128_t* c, int last, v128_t lo, v128_t hi) {
+    float tmp[8];
+    for (int r = 0; r < mr; r++) {
+        v128_t v0 = c[2 * r], v1 = c[2 * r + 1];
+        if (last) { /* pmax/pmin keep a NaN from the sum (first operand), like torch's relu / clamp */
+            v0 = wasm_f32x4_pmin(wasm_f32x4_pmax(v0, lo), hi);
+            v1 = wasm_f32x4_pmin(wasm_f32x4_pmax(v1, lo), hi);
+        }
+        float* o = C + (size_t)r * ldc;
+        if (nr == 8) {
+            wasm_v128_store(o, v0);
+            wasm_v128_store(o + 4, v1);
+        } else {
+            wasm_v128_store(tmp, v0);
+            wasm_v128_store(tmp + 4, v1);
+            for (int l = 0; l < nr; l++) o[l] = tmp[l];
+        }
+    }
+}
+
+/* One 4 x 8 tile over kc rows of k: C[r][0..nr) for r < mr (row stride ldc). first: start from the
+ * bias, else from C (an earlier k block); last: apply the clamp. as: splatted weight rows (4 vectors
+ * per k); B: 8 pixels per k, at stride ldb (8 in a packed panel, H*W when read straight from x). */
+WT_INLINE void wt_conv_tile(float* C, int ldc, int mr, int nr, const float* as, const float* B, int ldb, int kc,
+                            int first, int last, const float* bias, v128_t lo, v128_t hi) {
+    v128_t c[8];
+    float tmp[8];
+    for (int r = 0; r < WT_CONV_MR; r++) {
+        if (first) {
+            c[2 * r] = c[2 * r + 1] = wasm_f32x4_splat(bias && r < mr ? bias[r] : 0.0f);
+        } else if (r >= mr) {
+            c[2 * r] = c[2 * r + 1] = wasm_f32x4_splat(0.0f);
+        } else if (nr == 8) {
+            c[2 * r] = wasm_v128_load(C + (size_t)r * ldc);
+            c[2 * r + 1] = wasm_v128_load(C + (size_t)r * ldc + 4);
+        } else {
+            for (int l = 0; l < 8; l++) tmp[l] = l < nr ? C[(size_t)r * ldc + l] : 0.0f;
+            c[2 * r] = wasm_v128_load(tmp);
+            c[2 * r + 1] = wasm_v128_load(tmp + 4);
+        }
+    }
+    v128_t c00 = c[0], c01 = c[1], c10 = c[2], c11 = c[3], c20 = c[4], c21 = c[5], c30 = c[6], c31 = c[7];
+    int n = kc;
+    while (n > 0) { /* an exit test after every step keeps each step's loads in their own block */
+        WT_CONV_OPAQUE(as);
+        WT_CONV_OPAQUE(B);
+        WT_CONV_STEP(0)
+        if (--n == 0) break;
+        WT_CONV_STEP(1)
+        if (--n == 0) break;
+        WT_CONV_STEP(2)
+        if (--n == 0) break;
+        WT_CONV_STEP(3)
+        --n;
+        as += 64;
+        B += 4 * ldb;
+    }
+    c[0] = c00, c[1] = c01, c[2] = c10, c[3] = c11, c[4] = c20, c[5] = c21, c[6] = c30, c[7] = c31;
+    wt_conv_store(C, ldc, mr, nr, c, last, lo, hi);
+}
+
+/* Pixels per block: all of them if kc rows of them fit the budget, else as many as fit (>= 64). */
+WT_INLINE int wt_conv_block_pixels(int kc, int P) {
+    int all = (P + 7) & ~7;
+    return (size_t)kc * all <= WT_CONV_BUDGET ? all : WT_MAX(64, (WT_CONV_BUDGET / kc) & ~7);
+}
+
+/* out = clamp(conv(x, W) + bias, lo, hi) for N images; wp: W packed by passes/pack_conv.py;
+ * scratch: scratch_len floats (pack_conv.scratch_floats), traps if that is too small. */
+WT_KERNEL void wt_conv2d_packed_f32(float* out, const float* x, const float* wp, const float* bias, float* scratch,
+                                    int scratch_len, int N, int C, int H, int W, int OC, int KH, int KW, int OH,
+                                    int OW, int sh, int sw, int ph, int pw, int dh, int dw, int groups, float lo,
+                                    float hi) {
+    int cg = C / groups, ocg = OC / groups, K = cg * KH * KW, P = OH * OW;
+    int panels = (ocg + WT_CONV_MR - 1) / WT_CONV_MR;
+    int nc = wt_conv_block_pixels(WT_MIN(K, WT_CONV_KC), P);
+    int flat = KH == 1 && KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; /* col is x: no packing */
+    v128_t vlo = wasm_f32x4_splat(lo), vhi = wasm_f32x4_splat(hi);
+    for (int n = 0; n < N; n++)
+    for (int g = 0; g < groups; g++) {
+        const float* xg = x + ((size_t)n * C + (size_t)g * cg) * H * W;
+        float* og = out + ((size_t)n * OC + (size_t)g * ocg) * P;
+        const float* wg = wp + (size_t)g * panels * K * WT_CONV_MR;
+        const float* bg = bias ? bias + (size_t)g * ocg : 0;
+        for (int p0 = 0; p0 < P; p0 += nc) {
+            int np = WT_MIN(nc, P - p0);
+            int full = flat ? np / 8 : 0; /* panels read straight from x; the rest are packed */
+            for (int k0 = 0; k0 < K; k0 += WT_CONV_KC) {
+                int kc = WT_MIN(WT_CONV_KC, K - k0);
+                float* bpack = scratch + (size_t)kc * WT_CONV_MR * 4; /* after the splatted weights */
+                if ((size_t)kc * (WT_CONV_MR * 4 + ((np - 8 * full + 7) & ~7)) > (size_t)scratch_len) __builtin_trap();
+                if (8 * full < np)
+                    wt_conv_pack(bpack, xg, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw, k0, kc, p0 + 8 * full,
+                                 np - 8 * full);
+                for (int b = 0; b < panels; b++) {
+                    wt_conv_splat(scratch, wg + ((size_t)b * K + k0) * WT_CONV_MR, kc);
+                    int mr = WT_MIN(WT_CONV_MR, ocg - b * WT_CONV_MR);
+                    float* Cb = og + (size_t)b * WT_CONV_MR * P + p0;
+                    const float* bb = bg ? bg + b * WT_CONV_MR : 0;
+                    int first = k0 == 0, last = k0 + kc == K;
+                    for (int j = 0; j < full; j++)
+                        wt_conv_tile(Cb + 8 * j, P, mr, 8, scratch, xg + (size_t)k0 * P + p0 + 8 * j, P, kc, first,
+                                     last, bb, vlo, vhi);
+                    for (int j = full; 8 * j < np; j++)
+                        wt_conv_tile(Cb + 8 * j, P, mr, WT_MIN(8, np - 8 * j), scratch,
+                                     bpack + (size_t)(j - full) * kc * 8, 8, kc, first, last, bb, vlo, vhi);
                 }
             }
         }

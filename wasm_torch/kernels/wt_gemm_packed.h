@@ -1,81 +1,127 @@
-/* f32 GEMM against weights pre-packed at compile time (XNNPACK-style panels).
+/* f32 GEMM against weights pre-packed at compile time, with a fused bias + activation epilogue.
  *
- * Packed layout of a K x N weight matrix: ceil(N/8) panels, each K rows of 8 consecutive columns
- * (zero-padded past N): panel p, row k, lane c  <->  W[k][8p + c]. The 4x8 microkernel then
- * streams one contiguous panel per column block: per k, 4 splats of A (one per row), 2 loads of
- * B, 8 multiply-adds into 8 accumulators. Edge rows use a 1x8 kernel; the last partial panel is
- * stored through a small buffer, so there is no scalar loop over the whole matrix.
+ * Packed layout of a K x N weight matrix (passes/pack_weights.py): ceil(N/16) panels, each K rows
+ * of 16 consecutive columns, zero-padded past N: panel p, row k, lane c  <->  W[k][16p + c].
+ *
+ * Microkernel: 2 rows x 16 columns (8 v128 accumulators), "splat" style (XNNPACK's name): per 4 k,
+ * one v128 load of A per row; per k, 4 loads of the panel row, one lane broadcast (i32x4.shuffle)
+ * per A row, 8 mul + 8 add. It won a measured shoot-out (bench/gemm_variants.py, docs/compiler.md
+ * "GEMM microkernels") whose shape comes from how wasmtime's Cranelift compiles it on x86-64:
+ *  - Cranelift keeps a block's loads in program order and places the arithmetic at the block end,
+ *    so every vector a block loads stays live to its end. An exit test after every k step makes
+ *    each step its own block; without it 4 unrolled steps hold all their panel vectors at once and
+ *    spill. Here 8 accumulators + 4 panel vectors + 2 A vectors + 2 temporaries fill the 16 xmm
+ *    registers exactly (3x8 is 5% slower; 4x8, 6x8, 4x16 spill).
+ *  - v128.load32_splat becomes a scalar load + movd + broadcast; the shuffle is one pshufd.
+ *  - an empty asm makes the pointers opaque once per 4 k, so clang keeps them as bases with the
+ *    constant offsets folded into the loads, instead of one pointer add per load.
+ *  - relaxed_madd was slower (Cranelift's vfmadd213 form copies a multiplicand every time) and
+ *    Node 20 cannot load it, so the kernel is plain SIMD128 mul + add.
+ * Edges: a 1-row tile for an odd last row (same code, fewer rows), the last partial panel is
+ * stored through a small buffer, and a last group of fewer than 4 k never reads past a row.
  */
 #pragma once
+#include "wt_act.h"
 #include "wt_base.h"
 
-static inline void wt_store_cols(float* o, v128_t a, v128_t b, int n) {
-    if (n == 8) { wasm_v128_store(o, a); wasm_v128_store(o + 4, b); return; }
-    float tmp[8];
-    wasm_v128_store(tmp, a);
-    wasm_v128_store(tmp + 4, b);
-    for (int c = 0; c < n; c++) o[c] = tmp[c];
+#define WT_GEMM_NR 16 /* columns per packed panel: must equal passes/pack_weights.py PANEL */
+#define WT_GEMM_MR 2
+#define WT_GEMM_MC_FLOATS 65536 /* a row block of A holds at most this many floats (256 KB: half of L2) */
+#define WT_OPAQUE(x) __asm__("" : "+r"(x))
+
+/* p[0 .. n) for 0 < n < 4, zeros after. */
+WT_INLINE v128_t wt_gemm_tail4(const float* p, int n) {
+    return wasm_f32x4_make(p[0], n > 1 ? p[1] : 0.0f, n > 2 ? p[2] : 0.0f, 0.0f);
 }
 
-WT_KERNEL void wt_gemm_packed_f32(float* out, const float* a, const float* wp, const float* bias, int batch,
-                                  int M, int N, int K, int a_bstride) {
-    int panels = (N + 7) / 8;
-    /* Row blocks of A sized to stay in L2 (~128 KB) while every weight panel streams past them. */
-    int mc = WT_MAX(4, WT_MIN(M, (32768 / WT_MAX(K, 1)) & ~3));
-    for (int b = 0; b < batch; b++)
-    for (int m0 = 0; m0 < M; m0 += mc) {
-        int m1 = WT_MIN(M, m0 + mc);
-        const float* A = a + (size_t)b * a_bstride;
-        float* O = out + (size_t)b * M * N;
-        for (int p = 0; p < panels; p++) {
-            const float* B = wp + (size_t)p * K * 8;
-            int j = p * 8, n = WT_MIN(8, N - j);
-            v128_t b0 = wasm_f32x4_splat(0.0f), b1 = b0;
-            if (bias) {
-                float tb[8] = {0};
-                for (int c = 0; c < n; c++) tb[c] = bias[j + c];
-                b0 = wasm_v128_load(tb);
-                b1 = wasm_v128_load(tb + 4);
-            }
-            int i = m0;
-            for (; i + 4 <= m1; i += 4) {
-                const float* a0 = A + (size_t)i * K;
-                const float* a1 = a0 + K;
-                const float* a2 = a1 + K;
-                const float* a3 = a2 + K;
-                v128_t c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
-                for (int k = 0; k < K; k++) {
-                    v128_t w0 = wasm_v128_load(B + (size_t)k * 8);
-                    v128_t w1 = wasm_v128_load(B + (size_t)k * 8 + 4);
-                    v128_t x0 = wasm_v128_load32_splat(a0 + k);
-                    v128_t x1 = wasm_v128_load32_splat(a1 + k);
-                    v128_t x2 = wasm_v128_load32_splat(a2 + k);
-                    v128_t x3 = wasm_v128_load32_splat(a3 + k);
-                    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x0, w0));
-                    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x0, w1));
-                    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x1, w0));
-                    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x1, w1));
-                    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(x2, w0));
-                    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(x2, w1));
-                    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(x3, w0));
-                    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(x3, w1));
-                }
-                float* o = O + (size_t)i * N + j;
-                wt_store_cols(o, c00, c01, n);
-                wt_store_cols(o + N, c10, c11, n);
-                wt_store_cols(o + 2 * (size_t)N, c20, c21, n);
-                wt_store_cols(o + 3 * (size_t)N, c30, c31, n);
-            }
-            for (; i < m1; i++) {
-                const float* a0 = A + (size_t)i * K;
-                v128_t c0 = b0, c1 = b1;
-                for (int k = 0; k < K; k++) {
-                    v128_t x0 = wasm_v128_load32_splat(a0 + k);
-                    c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(x0, wasm_v128_load(B + (size_t)k * 8)));
-                    c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(x0, wasm_v128_load(B + (size_t)k * 8 + 4)));
-                }
-                wt_store_cols(O + (size_t)i * N + j, c0, c1, n);
-            }
+/* o[0 .. n) = act(o[0 .. n)), n <= 16. Not inlined: the activation's registers would spill the tile loop. */
+__attribute__((noinline)) static void wt_gemm_act_row(float* o, int n, int act) {
+    float t[WT_GEMM_NR] = {0};
+    for (int c = 0; c < n; c++) t[c] = o[c];
+    for (int c = 0; c < n; c += 4) wasm_v128_store(t + c, wt_act_apply(wasm_v128_load(t + c), act));
+    for (int c = 0; c < n; c++) o[c] = t[c];
+}
+
+/* One k step (lane l of the A vectors) for the first R rows. */
+#define WT_GEMM_STEP(l)                                                                                  \
+    {                                                                                                    \
+        v128_t w[4];                                                                                     \
+        for (int v = 0; v < 4; v++) w[v] = wasm_v128_load(b + 16 * (l) + 4 * v);                         \
+        for (int r = 0; r < R; r++) {                                                                    \
+            v128_t s = wasm_i32x4_shuffle(x[r], x[r], l, l, l, l);                                       \
+            for (int v = 0; v < 4; v++) c[r][v] = wasm_f32x4_add(c[r][v], wasm_f32x4_mul(s, w[v]));      \
+        }                                                                                                \
+    }
+
+/* o[r][0 .. nc) = act(bias + a[r] . panel) for r < R (R = 1 or 2, a constant after inlining, so
+ * the arrays below live in registers). lda, ldo: row strides of a and o; bias: 16 floats. */
+WT_INLINE void wt_gemm_tile(const int R, const float* a, int lda, const float* b, int K, float* o, int ldo, int nc,
+                            const float* bias, int act) {
+    const float* ar[WT_GEMM_MR];
+    v128_t c[WT_GEMM_MR][4], x[WT_GEMM_MR];
+    for (int r = 0; r < R; r++) {
+        ar[r] = a + (size_t)r * lda;
+        for (int v = 0; v < 4; v++) c[r][v] = wasm_v128_load(bias + 4 * v);
+    }
+    int n = K;
+    while (n > 0) {
+        for (int r = 0; r < R; r++) WT_OPAQUE(ar[r]);
+        WT_OPAQUE(b);
+        for (int r = 0; r < R; r++) x[r] = n >= 4 ? wasm_v128_load(ar[r]) : wt_gemm_tail4(ar[r], n);
+        WT_GEMM_STEP(0)
+        if (--n == 0) break;
+        WT_GEMM_STEP(1)
+        if (--n == 0) break;
+        WT_GEMM_STEP(2)
+        if (--n == 0) break;
+        WT_GEMM_STEP(3)
+        --n;
+        for (int r = 0; r < R; r++) ar[r] += 4;
+        b += 64;
+    }
+    for (int r = 0; r < R; r++) {
+        float* orow = o + (size_t)r * ldo;
+        if (nc == WT_GEMM_NR) {
+            for (int v = 0; v < 4; v++) wasm_v128_store(orow + 4 * v, c[r][v]);
+        } else {
+            float t[WT_GEMM_NR];
+            for (int v = 0; v < 4; v++) wasm_v128_store(t + 4 * v, c[r][v]);
+            for (int q = 0; q < nc; q++) orow[q] = t[q];
         }
     }
+    if (act) /* on the stored rows, still in L1; after all stores, so no vector is live across a call */
+        for (int r = 0; r < R; r++) wt_gemm_act_row(o + (size_t)r * ldo, nc, act);
+}
+
+/* out[b] = act(a[b] @ W + bias) for b < batch; a[b] is M x K at a + b * a_bstride, out[b] is M x N
+ * (contiguous), wp is W packed as above, bias (N floats) may be 0, act is a WT_ACT_* code. */
+WT_KERNEL void wt_gemm_packed_act_f32(float* out, const float* a, const float* wp, const float* bias, int batch,
+                                      int M, int N, int K, int a_bstride, int act) {
+    int panels = (N + WT_GEMM_NR - 1) / WT_GEMM_NR;
+    /* Row blocks of A sized to stay in L2 while every weight panel streams past them. */
+    int mc = WT_MAX(WT_GEMM_MR, WT_MIN(M, WT_GEMM_MC_FLOATS / WT_MAX(K, 1) / WT_GEMM_MR * WT_GEMM_MR));
+    for (int bt = 0; bt < batch; bt++)
+        for (int m0 = 0; m0 < M; m0 += mc) {
+            int m1 = WT_MIN(M, m0 + mc);
+            const float* A = a + (size_t)bt * a_bstride;
+            float* O = out + (size_t)bt * M * N;
+            for (int p = 0; p < panels; p++) {
+                const float* B = wp + (size_t)p * K * WT_GEMM_NR;
+                int j = p * WT_GEMM_NR, nc = WT_MIN(WT_GEMM_NR, N - j);
+                float bias16[WT_GEMM_NR] = {0};
+                if (bias)
+                    for (int q = 0; q < nc; q++) bias16[q] = bias[j + q];
+                int i = m0;
+                for (; i + 2 <= m1; i += 2)
+                    wt_gemm_tile(2, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
+                if (i < m1)
+                    wt_gemm_tile(1, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
+            }
+        }
+}
+
+/* The entry point other kernels and older generated code call: no activation. */
+WT_KERNEL void wt_gemm_packed_f32(float* out, const float* a, const float* wp, const float* bias, int batch, int M,
+                                  int N, int K, int a_bstride) {
+    wt_gemm_packed_act_f32(out, a, wp, bias, batch, M, N, K, a_bstride, WT_ACT_NONE);
 }

@@ -1,46 +1,150 @@
-/* Softmax, log-softmax and layer norm over one axis of a contiguous tensor viewed as
- * (outer, n, inner). inner == 1 is the common, vectorised case. */
+/* Softmax, log-softmax and layer norm over one axis of a contiguous tensor viewed as (outer, n, inner).
+ * All SIMD128: a row (inner == 1) is processed four elements at a time; for inner > 1 four neighbouring
+ * columns are processed together (their elements are adjacent in memory). Leftovers use the scalar
+ * twins of the vector math (wt_base.h), which round identically, so results do not depend on position.
+ */
 #pragma once
 #include "wt_base.h"
+#include "wt_vmath.h"
 
-WT_KERNEL void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
-    for (int o = 0; o < outer; o++) {
-        for (int in = 0; in < inner; in++) {
-            const float* xp = x + (size_t)o * n * inner + in;
-            float* op = out + (size_t)o * n * inner + in;
-            float m = -__builtin_inff();
-            for (int i = 0; i < n; i++) m = WT_MAX(m, xp[(size_t)i * inner]);
-            if (m == -__builtin_inff()) m = 0.0f; /* an all -inf row gives NaN, like torch */
-            float s = 0.0f;
-            for (int i = 0; i < n; i++) {
-                float e = wt_expf(xp[(size_t)i * inner] - m);
-                if (!log_out) op[(size_t)i * inner] = e;
-                s += e;
-            }
-            if (log_out) {
-                float ls = wt_logf(s) + m;
-                for (int i = 0; i < n; i++) op[(size_t)i * inner] = xp[(size_t)i * inner] - ls;
-            } else {
-                float r = 1.0f / s;
-                for (int i = 0; i < n; i++) op[(size_t)i * inner] *= r;
-            }
-        }
+WT_INLINE float wt_hmax4(v128_t v) {
+    float a = WT_MAX(wasm_f32x4_extract_lane(v, 0), wasm_f32x4_extract_lane(v, 1));
+    float b = WT_MAX(wasm_f32x4_extract_lane(v, 2), wasm_f32x4_extract_lane(v, 3));
+    return WT_MAX(a, b);
+}
+WT_INLINE float wt_hsum4(v128_t v) {
+    return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) +
+           (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+/* One contiguous row. NaN anywhere gives a NaN row (through exp), an all -inf row gives NaN (0/0),
+ * both like torch. */
+static void wt_softmax_row(float* op, const float* xp, int n, int log_out) {
+    int i = 0;
+    v128_t vm = WT_F4(-__builtin_inff());
+    for (; i + 4 <= n; i += 4) vm = wasm_f32x4_pmax(vm, wasm_v128_load(xp + i));
+    float m = wt_hmax4(vm);
+    for (; i < n; i++) m = WT_MAX(m, xp[i]);
+    if (m == -__builtin_inff()) m = 0.0f;
+    v128_t vmax = wasm_f32x4_splat(m), vs = WT_F4(0.0f);
+    for (i = 0; i + 4 <= n; i += 4) {
+        v128_t e = wt_v_expf(WT_VSUB(wasm_v128_load(xp + i), vmax));
+        if (!log_out) wasm_v128_store(op + i, e);
+        vs = WT_VADD(vs, e);
+    }
+    float s = wt_hsum4(vs);
+    for (; i < n; i++) {
+        float e = wt_expf(xp[i] - m);
+        if (!log_out) op[i] = e;
+        s += e;
+    }
+    if (log_out) {
+        float ls = wt_logf(s) + m;
+        v128_t vls = wasm_f32x4_splat(ls);
+        for (i = 0; i + 4 <= n; i += 4) wasm_v128_store(op + i, WT_VSUB(wasm_v128_load(xp + i), vls));
+        for (; i < n; i++) op[i] = xp[i] - ls;
+    } else {
+        float r = 1.0f / s;
+        v128_t vr = wasm_f32x4_splat(r);
+        for (i = 0; i + 4 <= n; i += 4) wasm_v128_store(op + i, WT_VMUL(wasm_v128_load(op + i), vr));
+        for (; i < n; i++) op[i] *= r;
     }
 }
 
+/* Four adjacent columns of a (n, inner) block, element i of column c at xp[i * inner + c]. */
+static void wt_softmax_cols4(float* op, const float* xp, int n, int inner, int log_out) {
+    v128_t m = WT_F4(-__builtin_inff());
+    for (int i = 0; i < n; i++) m = wasm_f32x4_pmax(m, wasm_v128_load(xp + (size_t)i * inner));
+    m = WT_VSEL(wasm_f32x4_eq(m, WT_F4(-__builtin_inff())), WT_F4(0.0f), m);
+    v128_t s = WT_F4(0.0f);
+    for (int i = 0; i < n; i++) {
+        v128_t e = wt_v_expf(WT_VSUB(wasm_v128_load(xp + (size_t)i * inner), m));
+        if (!log_out) wasm_v128_store(op + (size_t)i * inner, e);
+        s = WT_VADD(s, e);
+    }
+    if (log_out) {
+        float l[4];
+        wasm_v128_store(l, s);
+        for (int c = 0; c < 4; c++) l[c] = wt_logf(l[c]);
+        v128_t ls = WT_VADD(wasm_v128_load(l), m);
+        for (int i = 0; i < n; i++)
+            wasm_v128_store(op + (size_t)i * inner, WT_VSUB(wasm_v128_load(xp + (size_t)i * inner), ls));
+    } else {
+        v128_t r = WT_VDIV(WT_F4(1.0f), s);
+        for (int i = 0; i < n; i++)
+            wasm_v128_store(op + (size_t)i * inner, WT_VMUL(wasm_v128_load(op + (size_t)i * inner), r));
+    }
+}
+
+/* One column (the scalar reference for the strided case). */
+static void wt_softmax_col(float* op, const float* xp, int n, int inner, int log_out) {
+    float m = -__builtin_inff();
+    for (int i = 0; i < n; i++) m = WT_MAX(m, xp[(size_t)i * inner]);
+    if (m == -__builtin_inff()) m = 0.0f;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float e = wt_expf(xp[(size_t)i * inner] - m);
+        if (!log_out) op[(size_t)i * inner] = e;
+        s += e;
+    }
+    if (log_out) {
+        float ls = wt_logf(s) + m;
+        for (int i = 0; i < n; i++) op[(size_t)i * inner] = xp[(size_t)i * inner] - ls;
+    } else {
+        float r = 1.0f / s;
+        for (int i = 0; i < n; i++) op[(size_t)i * inner] *= r;
+    }
+}
+
+WT_KERNEL void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
+    for (int o = 0; o < outer; o++) {
+        const float* xp = x + (size_t)o * n * inner;
+        float* op = out + (size_t)o * n * inner;
+        if (inner == 1) {
+            wt_softmax_row(op, xp, n, log_out);
+            continue;
+        }
+        int c = 0;
+        for (; c + 4 <= inner; c += 4) wt_softmax_cols4(op + c, xp + c, n, inner, log_out);
+        for (; c < inner; c++) wt_softmax_col(op + c, xp + c, n, inner, log_out);
+    }
+}
+
+/* Two passes (mean, then the mean of squared deviations: no cancellation), then
+ * y = (x - mean)·rstd·w + b in one sweep. */
 WT_KERNEL void wt_layer_norm_f32(float* out, const float* x, const float* w, const float* b, int outer, int n,
-                              float eps) {
+                                 float eps) {
     for (int o = 0; o < outer; o++) {
         const float* xp = x + (size_t)o * n;
         float* op = out + (size_t)o * n;
-        float mean = 0.0f;
-        for (int i = 0; i < n; i++) mean += xp[i];
-        mean /= (float)n;
-        float var = 0.0f;
-        for (int i = 0; i < n; i++) { float d = xp[i] - mean; var += d * d; }
+        int i = 0;
+        v128_t acc0 = WT_F4(0.0f), acc1 = WT_F4(0.0f);
+        for (; i + 8 <= n; i += 8) {
+            acc0 = WT_VADD(acc0, wasm_v128_load(xp + i));
+            acc1 = WT_VADD(acc1, wasm_v128_load(xp + i + 4));
+        }
+        float sum = wt_hsum4(WT_VADD(acc0, acc1));
+        for (; i < n; i++) sum += xp[i];
+        float mean = sum / (float)n;
+        v128_t vmean = wasm_f32x4_splat(mean);
+        acc0 = acc1 = WT_F4(0.0f);
+        for (i = 0; i + 8 <= n; i += 8) {
+            v128_t d0 = WT_VSUB(wasm_v128_load(xp + i), vmean), d1 = WT_VSUB(wasm_v128_load(xp + i + 4), vmean);
+            acc0 = WT_VADD(acc0, WT_VMUL(d0, d0));
+            acc1 = WT_VADD(acc1, WT_VMUL(d1, d1));
+        }
+        float var = wt_hsum4(WT_VADD(acc0, acc1));
+        for (; i < n; i++) var += (xp[i] - mean) * (xp[i] - mean);
         var /= (float)n;
         float r = 1.0f / __builtin_sqrtf(var + eps);
-        for (int i = 0; i < n; i++) {
+        v128_t vr = wasm_f32x4_splat(r);
+        for (i = 0; i + 4 <= n; i += 4) {
+            v128_t y = WT_VMUL(WT_VSUB(wasm_v128_load(xp + i), vmean), vr);
+            if (w) y = WT_VMUL(y, wasm_v128_load(w + i));
+            if (b) y = WT_VADD(y, wasm_v128_load(b + i));
+            wasm_v128_store(op + i, y);
+        }
+        for (; i < n; i++) {
             float y = (xp[i] - mean) * r;
             if (w) y *= w[i];
             if (b) y += b[i];

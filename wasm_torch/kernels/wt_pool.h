@@ -1,41 +1,102 @@
-/* Max / average / adaptive-average pooling over NCHW. Semantics follow PyTorch exactly:
- * padding counts toward the divisor when count_include_pad, windows clipped at the edges. */
+/* Max / average / adaptive-average pooling over NCHW. Semantics follow PyTorch exactly: padding
+ * counts toward the divisor when count_include_pad, windows clipped at the edges, NaN propagates
+ * through max.
+ *
+ * wt_pool2d_f32: SIMD128 over output columns (4 at a time) for the "interior" columns, whose window
+ * lies inside the row, when the column stride is 1 or 2 (3x3/2 max pool, 2x2/2, 3x3/1, ...); rows
+ * outside the image are skipped. Edge columns, larger strides, and every case the vector path does
+ * not cover go through the scalar reference loop (wt_pool_point), which handles dilation, ceil_mode
+ * windows, count_include_pad and divisor_override. (Global average pooling never reaches this file:
+ * torch.export decomposes adaptive_avg_pool2d(x, 1) and x.mean((2, 3)) into a reduce_mean.)
+ */
 #pragma once
 #include "wt_base.h"
 
+WT_INLINE float wt_pool_point(const float* xp, int H, int W, int h0, int w0, int kh, int kw, int ph, int pw,
+                              int dh, int dw, int is_max, int count_include_pad, int divisor_override) {
+    float acc = is_max ? -__builtin_inff() : 0.0f;
+    int cnt = 0;
+    for (int i = 0; i < kh; i++) {
+        int h = h0 + i * dh;
+        if (h < 0 || h >= H) continue;
+        for (int j = 0; j < kw; j++) {
+            int ww = w0 + j * dw;
+            if (ww < 0 || ww >= W) continue;
+            float v = xp[(size_t)h * W + ww];
+            if (is_max) {
+                if (v > acc || v != v) acc = v;
+            } else {
+                acc += v;
+            }
+            cnt++;
+        }
+    }
+    if (is_max) return acc;
+    int div = cnt;
+    if (divisor_override) div = divisor_override;
+    else if (count_include_pad) {
+        int he = WT_MIN(h0 + kh, H + ph), we = WT_MIN(w0 + kw, W + pw);
+        div = (he - h0) * (we - w0);
+    }
+    return acc / (float)div;
+}
+
+/* x[s], x[s+sw], x[s+2sw], x[s+3sw] for sw 1 or 2, never reading past the last of them. */
+WT_INLINE v128_t wt_pool_load4(const float* s, int sw) {
+    if (sw == 1) return wasm_v128_load(s);
+    return wasm_i32x4_shuffle(wasm_v128_load(s), wasm_v128_load(s + 3), 0, 2, 5, 7);
+}
+
 WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int kh, int kw,
-                          int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
-                          int divisor_override) {
+                             int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
+                             int divisor_override) {
+    /* interior columns [c0, c1): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= W-1 */
+    int c0 = WT_MIN(OW, (pw + sw - 1) / sw);
+    int span = W - 1 + pw - (kw - 1) * dw;
+    int c1 = span < 0 ? 0 : WT_MIN(OW, span / sw + 1);
+    if (sw > 2 || c1 < c0) c0 = c1 = 0;
     for (int c = 0; c < NC; c++) {
         const float* xp = x + (size_t)c * H * W;
         float* op = out + (size_t)c * OH * OW;
         for (int oh = 0; oh < OH; oh++) {
-            for (int ow = 0; ow < OW; ow++) {
-                int h0 = oh * sh - ph, w0 = ow * sw - pw;
-                float acc = is_max ? -__builtin_inff() : 0.0f;
-                int cnt = 0;
-                for (int i = 0; i < kh; i++) {
-                    int h = h0 + i * dh;
-                    if (h < 0 || h >= H) continue;
-                    for (int j = 0; j < kw; j++) {
-                        int ww = w0 + j * dw;
-                        if (ww < 0 || ww >= W) continue;
-                        float v = xp[(size_t)h * W + ww];
-                        if (is_max) { if (v > acc || v != v) acc = v; } else acc += v;
-                        cnt++;
+            int h0 = oh * sh - ph;
+            float* orow = op + (size_t)oh * OW;
+            int ow = 0;
+            if (c1 - c0 >= 4) {
+                for (; ow < c0; ow++)
+                    orow[ow] = wt_pool_point(xp, H, W, h0, ow * sw - pw, kh, kw, ph, pw, dh, dw, is_max,
+                                             count_include_pad, divisor_override);
+                int rows = 0;
+                for (int i = 0; i < kh; i++) rows += (unsigned)(h0 + i * dh) < (unsigned)H;
+                int div = divisor_override ? divisor_override
+                          : count_include_pad ? (WT_MIN(h0 + kh, H + ph) - h0) * kw
+                                              : rows * kw;
+                v128_t vdiv = wasm_f32x4_splat((float)div);
+                for (; ow + 4 <= c1; ow += 4) {
+                    v128_t acc = wasm_f32x4_splat(is_max ? -__builtin_inff() : 0.0f);
+                    v128_t nan = wasm_f32x4_splat(0.0f); /* lanes that saw a NaN (max only) */
+                    for (int i = 0; i < kh; i++) {
+                        int h = h0 + i * dh;
+                        if ((unsigned)h >= (unsigned)H) continue;
+                        const float* s = xp + (size_t)h * W + ow * sw - pw;
+                        for (int j = 0; j < kw; j++, s += dw) {
+                            v128_t v = wt_pool_load4(s, sw);
+                            if (is_max) {
+                                acc = wasm_f32x4_pmax(acc, v);
+                                nan = wasm_v128_or(nan, wasm_f32x4_ne(v, v));
+                            } else {
+                                acc = wasm_f32x4_add(acc, v);
+                            }
+                        }
                     }
+                    if (is_max) acc = wasm_v128_bitselect(wasm_f32x4_splat(__builtin_nanf("")), acc, nan);
+                    else acc = wasm_f32x4_div(acc, vdiv);
+                    wasm_v128_store(orow + ow, acc);
                 }
-                if (!is_max) {
-                    int div = cnt;
-                    if (divisor_override) div = divisor_override;
-                    else if (count_include_pad) {
-                        int he = WT_MIN(h0 + kh, H + ph), we = WT_MIN(w0 + kw, W + pw);
-                        div = (he - h0) * (we - w0);
-                    }
-                    acc /= (float)div;
-                }
-                op[(size_t)oh * OW + ow] = acc;
             }
+            for (; ow < OW; ow++)
+                orow[ow] = wt_pool_point(xp, H, W, h0, ow * sw - pw, kh, kw, ph, pw, dh, dw, is_max,
+                                         count_include_pad, divisor_override);
         }
     }
 }

@@ -11,6 +11,11 @@ for wasmtime-py's Func.__call__), and returns the outputs (copies by default, or
 with copy=False that stay valid until the next call). Memory is capped at what the model needs
 unless you pass memory_limit; deadline (seconds, epoch interruption) and fuel are opt-in.
 
+Integrity, all before wasmtime compiles anything: signature.json is checked over the exact bytes of
+manifest.json that are then parsed (when trusted_keys / require_signed are given, wasm_torch.signing),
+model.wasm and weights.bin are read once and checked against the manifest's sha256, and an encrypted
+weights.bin.enc is decrypted in memory with the keyring (wasm_torch.encryption) and checked the same way.
+
 One instance is not thread-safe (one wasmtime Store); use one per thread.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,18 @@ import numpy as np
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from ..artifact import WASM, WEIGHTS, Manifest, TensorSpec, eval_dim, read_manifest, verify_files
+from ..artifact import (
+    ENCRYPTED_WEIGHTS,
+    WASM,
+    WEIGHTS,
+    Manifest,
+    TensorSpec,
+    eval_dim,
+    read_manifest,
+    read_manifest_bytes,
+    verify_bytes,
+    verify_files,
+)
 from ..config import Settings
 from ..config import settings as load_settings
 from ..errors import (
@@ -62,19 +79,28 @@ class WasmModule:
         fuel: int | None = None,
         verify: bool = True,
         settings: Settings | None = None,
+        trusted_keys: Iterable[Any] | None = None,
+        require_signed: bool | None = None,
+        keyring: Any = None,
     ):
         t0 = time.perf_counter()
         self.path = Path(path)
         self.settings = settings or load_settings()
-        self.manifest: Manifest = read_manifest(self.path)
-        if verify:
-            verify_files(self.path, self.manifest)
+        raw_manifest = read_manifest_bytes(self.path)
+        self.signed_by = self._check_signature(raw_manifest, verify, trusted_keys, require_signed)
+        self.manifest: Manifest = read_manifest(self.path, raw_manifest)  # the bytes that were verified
         m = self.manifest
+        self.encrypted = (self.path / ENCRYPTED_WEIGHTS).exists()
+        if verify:
+            verify_files(self.path, m, skip=(WASM, WEIGHTS))  # any other listed file
+        wasm = self._file(WASM).read_bytes()
+        weights = self._read_weights(raw_manifest, keyring, verify)
+        if verify:
+            verify_bytes(self.path, m, WASM, wasm)
         self.name = m.name
         self.inputs: list[TensorSpec] = m.inputs
         self.outputs: list[TensorSpec] = m.outputs
         self.deadline, self.fuel = deadline, fuel
-        wasm = (self.path / WASM).read_bytes()
         wasm_sha = m.raw["files"][WASM]["sha256"]
         mod, self.module_source = engines.module(
             wasm, wasm_sha, fuel is not None, deadline is not None, self.settings
@@ -84,13 +110,53 @@ class WasmModule:
             self.store.set_epoch_deadline(engines.deadline_ticks(deadline))
         if fuel is not None:
             self.store.set_fuel(fuel)
-        self._instantiate(mod, memory_limit)
+        self._instantiate(mod, memory_limit, weights)
         self._calls, self._total_s, self._last_s = 0, 0.0, 0.0
         self._fuel_last = self._fuel_total = 0
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     # ---- set-up -----------------------------------------------------------------------------------
-    def _instantiate(self, mod: wasmtime.Module, memory_limit: int | None) -> None:
+    def _check_signature(
+        self, raw_manifest: bytes, verify: bool, trusted_keys: Iterable[Any] | None, require: bool | None
+    ) -> list[str]:
+        keys = None if trusted_keys is None else list(trusted_keys)
+        require = keys is not None if require is None else require
+        if not require and keys is None:
+            return []
+        if not verify:
+            raise ArtifactError("verify=False cannot be combined with trusted_keys / require_signed")
+        if not keys:
+            raise ArtifactError(
+                "signature checks need trusted_keys (.pub files or public keys, e.g. from `wasm-torch keygen`)"
+            )
+        try:  # lazy: cryptography is needed only for signed or encrypted artifacts
+            from ..signing import verify_manifest
+        except ImportError as e:
+            raise ArtifactError(
+                f"signature checks need `cryptography>=48` (pip install cryptography): {e}"
+            ) from e
+        return verify_manifest(self.path, raw_manifest, keys, require=require)
+
+    def _file(self, name: str) -> Path:
+        p = self.path / name
+        if not p.is_file():
+            raise ArtifactError(f"{p} is missing (listed in manifest.json); the artifact is incomplete")
+        return p
+
+    def _read_weights(self, raw_manifest: bytes, keyring: Any, verify: bool) -> np.ndarray:
+        if self.encrypted:  # weights.bin.enc wins over a leftover weights.bin
+            try:
+                from ..encryption import as_keyring, load_weights
+            except ImportError as e:
+                raise ArtifactError(f"{ENCRYPTED_WEIGHTS} needs `cryptography>=48` to decrypt: {e}") from e
+            plain = load_weights(self.path, raw_manifest, as_keyring(keyring, self.settings))
+            return np.frombuffer(plain, dtype=np.uint8)
+        weights = np.fromfile(self._file(WEIGHTS), dtype=np.uint8)
+        if verify:
+            verify_bytes(self.path, self.manifest, WEIGHTS, weights.data)
+        return weights
+
+    def _instantiate(self, mod: wasmtime.Module, memory_limit: int | None, weights: np.ndarray) -> None:
         m = self.manifest
         try:
             inst = wasmtime.Instance(self.store, mod, [])
@@ -126,7 +192,6 @@ class WasmModule:
         self._sp0 = sp.value(self.store) if self._sp is not None else None
         base = ctypes.addressof(mem.data_ptr(self.store).contents)
         self._buf = (ctypes.c_ubyte * mem.data_len(self.store)).from_address(base)
-        weights = np.fromfile(self.path / WEIGHTS, dtype=np.uint8)
         if weights.size != m.weights_bytes:
             raise ArtifactError(
                 f"{self.path / WEIGHTS} has {weights.size} bytes, manifest says {m.weights_bytes}"
@@ -291,5 +356,8 @@ class WasmModule:
 
 
 def load(path: str | Path, **options: Any) -> WasmModule:
-    """Load a compiled artifact folder. Options: memory_limit (bytes), deadline (s), fuel, verify."""
+    """Load a compiled artifact folder. Options: memory_limit (bytes), deadline (s), fuel, verify;
+    integrity: trusted_keys (.pub paths or public keys: signatures required unless require_signed=False,
+    which checks only signatures that exist), keyring (Keyring or keyring file, for weights.bin.enc;
+    default from WASM_TORCH_KEYRING / WASM_TORCH_KEYS)."""
     return WasmModule(path, **options)

@@ -166,7 +166,15 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = Metrics()
-    server = Server(Registry(models, settings, metrics, clock, seed), settings, metrics, clock)
+    return build_app(Registry(models, settings, metrics, clock, seed), settings, metrics, clock=clock)
+
+
+def build_app(
+    registry: Registry, settings: ServeSettings, metrics: Metrics, *, clock: Clock = monotonic
+) -> FastAPI:
+    """The routes over a registry: `create_app` passes its in-process `Registry`; the Ray Serve
+    ingress (`ray_ingress.py`) passes one whose pools forward to Ray deployments."""
+    server = Server(registry, settings, metrics, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -215,7 +223,8 @@ def create_app(
     )
     async def ready() -> Response:
         ok = server.registry.ready
-        return json_response({"ready": ok}, 200 if ok else 503)
+        refused = sorted(getattr(server.registry, "refused", {}))  # D9: artifacts that failed integrity
+        return json_response({"ready": ok, **({"refused": refused} if refused else {})}, 200 if ok else 503)
 
     async def model_metadata(request: Request, name: str) -> Response:
         try:
@@ -277,6 +286,27 @@ def create_app(
             responses=schemas.ERROR_RESPONSES,
         )
     app.add_api_route("/v2/models/{name}/stats", model_stats, methods=["GET"], tags=["extensions"])
+
+    @app.post("/v2/repository/index", tags=["extensions"])
+    async def repository_index(request: Request) -> Response:
+        """KServe model-repository index: every model with its state; refused ones with the reason."""
+        try:
+            server.admit(request)
+            raw = await read_body(request, 4096)
+            doc = loads_strict(raw) if raw.strip() else {}
+            only_ready = doc.get("ready", False) if isinstance(doc, dict) else None
+            if not isinstance(only_ready, bool) or set(doc) - {"ready"}:
+                raise RequestError('the index request body is {} or {"ready": true|false}')
+        except Exception as exc:
+            return error_response(exc)
+        states = {n: ("READY" if p.ready else "UNAVAILABLE", "") for n, p in server.registry.pools.items()}
+        states.update({n: ("UNAVAILABLE", why) for n, why in getattr(server.registry, "refused", {}).items()})
+        rows = [
+            {"name": n, "version": MODEL_VERSION, "state": state, "reason": why}
+            for n, (state, why) in sorted(states.items())
+            if state == "READY" or not only_ready
+        ]
+        return json_response(rows)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     async def prometheus() -> Response:

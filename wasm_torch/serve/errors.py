@@ -23,6 +23,10 @@ class ServeError(WasmTorchError):
     """Root of errors raised by the serving layer itself."""
 
 
+class MissingDependency(ServeError, ImportError):
+    """An optional extra is not installed (e.g. Ray Serve for `--ray`); the message says what to install."""
+
+
 class RequestError(ServeError, ValueError):
     """Malformed request: bad JSON, wrong shape/datatype, non-finite numbers, ..."""
 
@@ -48,6 +52,11 @@ class AnomalousInput(RequestError):
 class ModelNotFound(ServeError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "model not found"
+
+
+class ModelRefused(ServeError):
+    """The model's artifact failed its integrity checks at load (unsigned, tampered, untrusted key,
+    missing decryption key); the server serves the others. Not retryable: fix the artifact."""
 
 
 class Unavailable(ServeError):
@@ -82,6 +91,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (InputError, 400, "bad_input"),
     (Unauthorized, 401, "unauthorized"),
     (ModelNotFound, 404, "model_not_found"),
+    (ModelRefused, 503, "model_refused"),
     (RateLimited, 429, "rate_limited"),
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (FuelExhausted, 422, "fuel_exhausted"),

@@ -2,10 +2,16 @@
 
 Model names come only from this registry (folder names checked against a strict pattern); a
 request's model name is a dictionary key, never a path, so path traversal has nothing to reach.
+
+Integrity (D9): every instance is loaded through `wasm_torch.load` with the settings' trusted keys
+and keyring, so signatures and hashes are checked before wasmtime compiles anything. An artifact
+that fails (unsigned when signatures are required, tampered, signed by an untrusted key, encrypted
+under a key we lack) is refused: it is listed in `refused` with the reason, the others are served.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -13,18 +19,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wasm_torch.errors import ArtifactError
+from wasm_torch.errors import ArtifactError, IntegrityError, KeyringError
+from wasm_torch.serve.cascade import CASCADE_FILE, cascade_factory
 from wasm_torch.serve.clock import Clock, monotonic
-from wasm_torch.serve.errors import ModelNotFound
+from wasm_torch.serve.errors import ModelNotFound, ModelRefused
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.settings import ServeSettings
 
+log = logging.getLogger("wasm_torch.serve")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ModelSource = str | os.PathLike[str] | Callable[[], Any] | Any
 
 
 def is_artifact(path: Path) -> bool:
+    if path.is_dir() and (path / CASCADE_FILE).is_file():  # D6: a small+large cascade, one name
+        return True
     return path.is_dir() and ((path / "manifest.json").is_file() or any(path.glob("*.wasm")))
 
 
@@ -48,28 +58,57 @@ def path_factory(path: Path, settings: ServeSettings) -> Callable[[], Any]:
     """
     import wasm_torch
 
-    if settings.require_signature:  # fail closed until signed manifests (D9) exist
-        raise ArtifactError("require_signature is set but signature verification is not implemented yet")
+    integrity = integrity_options(settings)
 
     def load() -> Any:
         return wasm_torch.load(
-            str(path), memory_limit=settings.memory_limit, deadline=settings.deadline_s, fuel=settings.fuel
+            str(path),
+            memory_limit=settings.memory_limit,
+            deadline=settings.deadline_s,
+            fuel=settings.fuel,
+            **integrity,
         )
 
     return load
 
 
+def integrity_options(settings: ServeSettings) -> dict[str, Any]:
+    """`wasm_torch.load` keyword arguments for signatures and encrypted weights. Raises on a
+    configuration error (a key file that is missing or not a public key, an unreadable keyring)."""
+    out: dict[str, Any] = {}
+    if settings.require_signature or settings.trusted_keys:
+        from wasm_torch.signing import trusted
+
+        out["trusted_keys"] = trusted(settings.trusted_keys)
+        out["require_signed"] = settings.require_signature
+        if settings.require_signature and not out["trusted_keys"]:
+            raise ArtifactError(
+                "require_signature is set but no trusted public key is given (--trust KEY.pub)"
+            )
+    if settings.keyring is not None:
+        from wasm_torch.encryption import Keyring
+
+        out["keyring"] = Keyring.load(settings.keyring)
+    return out
+
+
 def _as_factory(source: ModelSource, settings: ServeSettings) -> tuple[Callable[[], Any], Any, int | None]:
     """(factory, first instance or None, replica cap or None)."""
     if isinstance(source, str | os.PathLike):
+        if (Path(source) / CASCADE_FILE).is_file():  # members load through path_factory too
+            return cascade_factory(Path(source), lambda p: path_factory(p, settings)), None, None
         return path_factory(Path(source), settings), None, None
     if hasattr(source, "run") and hasattr(source, "inputs"):
         path = getattr(source, "path", None)
-        if path is not None:
-            return path_factory(Path(path), settings), source, None
+        if path is not None:  # with signatures required, reload it through the verifying factory
+            return path_factory(Path(path), settings), None if settings.require_signature else source, None
+        if settings.require_signature:
+            raise ModelRefused("an in-memory model cannot be signature-checked; serve its artifact folder")
         # A loaded instance we cannot clone: one replica, and "restart" reuses it.
         return (lambda: source), source, 1
     if callable(source):
+        if settings.require_signature:
+            raise ModelRefused("a Python factory cannot be signature-checked; serve an artifact folder")
         return source, None, None
     raise TypeError(f"cannot serve {type(source).__name__}: give a path, a factory or a loaded model")
 
@@ -87,20 +126,28 @@ class Registry:
             discover(models) if isinstance(models, str | os.PathLike) else models
         )
         self.pools: dict[str, ModelPool] = {}
+        self.refused: dict[str, str] = {}  # name -> why the artifact was not loaded (D9)
         try:
+            integrity_options(settings)  # a bad --trust/--keyring stops the server, not one model
             for i, (name, source) in enumerate(sources.items()):
                 if not NAME_RE.match(name):
                     raise ValueError(f"invalid model name {name!r}")
-                factory, first, cap = _as_factory(source, settings)
-                s = settings if cap is None else settings.with_(replicas=min(cap, settings.replicas))
-                rng = random.Random(None if seed is None else seed + i)
-                self.pools[name] = ModelPool(name, factory, s, metrics, clock, rng, first_instance=first)
+                try:
+                    factory, first, cap = _as_factory(source, settings)
+                    s = settings if cap is None else settings.with_(replicas=min(cap, settings.replicas))
+                    rng = random.Random(None if seed is None else seed + i)
+                    self.pools[name] = ModelPool(name, factory, s, metrics, clock, rng, first_instance=first)
+                except (IntegrityError, KeyringError, ModelRefused) as e:
+                    self.refused[name] = _public_reason(e, source)
+                    log.error("refusing model %r: %s", name, e)
         except BaseException:
             self.close()
             raise
 
     def get(self, name: str) -> ModelPool:
         pool = self.pools.get(name)
+        if pool is None and name in self.refused:
+            raise ModelRefused(f"model {name!r} was refused at load: {self.refused[name]}")
         if pool is None:
             shown = name if NAME_RE.match(name) else "(invalid name)"
             raise ModelNotFound(f"model {shown!r} not found; available: {sorted(self.pools)}")
@@ -113,3 +160,11 @@ class Registry:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+
+
+def _public_reason(exc: BaseException, source: Any) -> str:
+    """The error with the server's folder layout removed (clients see artifact-relative paths)."""
+    text = str(exc)
+    if isinstance(source, str | os.PathLike):
+        text = text.replace(str(Path(source).parent) + os.sep, "")
+    return f"{type(exc).__name__}: {text}"

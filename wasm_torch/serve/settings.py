@@ -42,7 +42,9 @@ class ServeSettings:
     audit_log: Path | None = None  # append-only, hash-chained JSON lines
     # --- integrity (D9) -------------------------------------------------------------------
     require_signature: bool = False
-    trusted_keys: tuple[Path, ...] = ()  # public keys (PEM) whose signatures we accept
+    trusted_keys: tuple[Path, ...] = ()  # public keys (PEM); given without require_signature, only
+    # the signatures present are checked (docs/security.md: the policy)
+    keyring: Path | None = None  # keyring file for weights.bin.enc (default: WASM_TORCH_KEYRING/_KEYS)
 
     def with_(self, **changes: object) -> ServeSettings:
         return replace(self, **changes)  # type: ignore[arg-type]

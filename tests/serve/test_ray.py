@@ -1,0 +1,409 @@
+"""Scale-out on Ray Serve (D4), on a real local Ray instance (2 CPUs, no dashboard).
+
+One compiled MLP, 2 replicas behind our `PolicyRouter` (peak-EWMA), the KServe v2 routes over
+loopback HTTP: health and metadata, values equal to torch and to the local wasm module under
+concurrency, bad input answered exactly as the plain server answers it, both replicas used (the
+router's record and each replica's own count agree), and a replica that turns unhealthy is
+avoided by the router and replaced by Ray. The router's ranking is also unit-tested on fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import ray
+import torch
+from fastapi.testclient import TestClient
+from ray import serve
+from ray.exceptions import ActorDiedError, RayTaskError
+from ray.serve._private.common import DeploymentHandleSource, DeploymentID  # only to build a router
+
+import wasm_torch
+from wasm_torch.errors import IndexOutOfRange, InputError
+from wasm_torch.serve.app import create_app
+from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout, classify
+from wasm_torch.serve.ray_env import init_ray
+from wasm_torch.serve.ray_ingress import RemotePool
+from wasm_torch.serve.ray_router import PolicyRouter, router_snapshot
+from wasm_torch.serve.ray_serve import APP_NAME, build_ray_app, deployment_name
+from wasm_torch.serve.settings import ServeSettings
+
+pytestmark = pytest.mark.toolchain
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = ServeSettings(replicas=1, healing=False, max_queue_delay_s=0.001)
+WAIT_S = 180.0  # generous: 2 shared cores, Ray starts worker processes on demand
+
+
+@dataclass
+class Cluster:
+    url: str
+    path: Path
+    model: torch.nn.Module
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def stats(self) -> dict[str, Any]:
+        r = self.client.get("/v2/models/mlp/stats")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def infer_body(x: np.ndarray) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S, every: float = 0.25) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray_models")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    wasm_torch.compile(model, (torch.randn(2, 4),), root / "mlp", dynamic_shapes=({0: batch},))
+    # an embedding traps (IndexOutOfRange) on an out-of-range id: wasmtime's signal handlers must survive Ray
+    wasm_torch.compile(torch.nn.Embedding(10, 4), (torch.tensor([1, 2]),), root / "emb")
+    init_ray(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024 * 1024,  # Ray's minimum is 75 MiB
+        log_to_driver=False,
+    )
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = build_ray_app(
+            {"mlp": root / "mlp", "emb": root / "emb"},
+            SETTINGS,
+            num_replicas={"mlp": 2, "emb": 1},
+            policy="peak_ewma",
+            replica_cpus=0.5,
+            ingress_cpus=0.25,
+            health_check_period_s=1.0,
+            routing_stats_period_s=0.5,
+            probe_interval_s=0.5,
+            seed=0,
+        )
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        c = Cluster(f"http://127.0.0.1:{port}", root / "mlp", model)
+        yield c
+        c.client.close()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_health_and_metadata_match_the_plain_server(cluster):
+    c = cluster.client
+    assert c.get("/v2/health/live").json() == {"live": True}
+    wait_for(lambda: c.get("/v2/health/ready").status_code == 200, "ready")
+    assert c.get("/v2/health/ready").json() == {"ready": True}
+    assert c.get("/v2").json()["name"] == "wasm-torch"
+    assert c.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
+    with TestClient(create_app({"mlp": cluster.path}, SETTINGS)) as plain:
+        assert c.get("/v2/models/mlp").json() == plain.get("/v2/models/mlp").json()
+        assert c.get("/v2/models/mlp/versions/1").json()["inputs"] == [
+            {"name": "input", "datatype": "FP32", "shape": [-1, 4]}
+        ]
+
+
+async def _fire(url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        return await asyncio.gather(*(c.post("/v2/models/mlp/infer", json=b) for b in bodies))
+
+
+def test_concurrent_infer_equals_torch_and_wasm_and_uses_both_replicas(cluster):
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1 + i % 4, 4)).astype(np.float32) for i in range(48)]
+    responses = asyncio.run(_fire(cluster.url, [infer_body(x) for x in xs]))
+    assert [r.status_code for r in responses] == [200] * len(xs), [r.text for r in responses[:3]]
+    local = wasm_torch.load(cluster.path)
+    for x, r in zip(xs, responses, strict=True):
+        out = r.json()["outputs"][0]
+        got = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+        want = cluster.model(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got, local(x), rtol=1e-6, atol=1e-6)
+    router = cluster.stats()["router"]
+    assert router["router"] == "PolicyRouter" and router["policy"] == "peak_ewma"
+    live = [r for r in router["replicas"] if r["live"]]
+    assert len(live) == 2 and all(r["routed"] > 0 for r in live), router
+    assert sum(r["routed"] for r in router["replicas"]) >= len(xs)
+
+    def replicas_agree() -> list[dict[str, Any]] | None:  # each replica's own count, via the probes
+        seen = cluster.stats()["replicas"]
+        routed = {r["id"]: r["routed"] for r in cluster.stats()["router"]["replicas"]}
+        ok = len(seen) == 2 and all(s["served"] == routed[s["replica"]] > 0 for s in seen)
+        return seen if ok else None
+
+    wait_for(replicas_agree, "both replicas to report the requests the router sent them")
+
+
+BAD_BODIES: list[tuple[str, Any]] = [
+    ("/v2/models/mlp/infer", infer_body(np.zeros((2, 5), np.float32))),  # wrong dim
+    (
+        "/v2/models/mlp/infer",
+        b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[NaN,0,0,0]}]}',
+    ),
+    (
+        "/v2/models/mlp/infer",
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "INT64", "data": [1] * 4}]},
+    ),
+    (
+        "/v2/models/mlp/infer",
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1.0]}]},
+    ),
+    (
+        "/v2/models/mlp/infer",
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]},
+    ),
+    ("/v2/models/mlp/infer", b'{"inputs": ['),
+    ("/v2/models/nope/infer", infer_body(np.zeros((1, 4), np.float32))),
+    ("/v2/models/mlp/infer", infer_body(np.zeros((65, 4), np.float32))),  # over the compiled max
+]
+
+
+def test_bad_input_gets_the_plain_servers_status_and_error_body(cluster):
+    models = {"mlp": cluster.path, "emb": cluster.path.parent / "emb"}
+    with TestClient(create_app(models, SETTINGS)) as plain:
+        for path, body in BAD_BODIES:
+            kw = (
+                {"content": body, "headers": {"content-type": "application/json"}}
+                if isinstance(body, bytes)
+                else {"json": body}
+            )
+            want = plain.post(path, **kw)
+            got = cluster.client.post(path, **kw)
+            assert 400 <= want.status_code < 500, want.text
+            assert (got.status_code, got.json()) == (want.status_code, want.json()), path
+            assert set(got.json()) == {"error"} and got.json()["error"]
+    ok = cluster.client.post("/v2/models/mlp/infer", json=infer_body(np.ones((1, 4), np.float32)))
+    assert ok.status_code == 200  # still serving
+
+
+def test_wasm_traps_stay_exceptions_in_the_driver_and_in_replicas(cluster, tmp_path):
+    """Ray's failure signal handler and faulthandler sit above wasmtime's unless ray_env stops
+    them; then a trap crashed the whole process with SIGILL instead of raising."""
+    local = wasm_torch.load(cluster.path.parent / "emb")
+    with pytest.raises(IndexOutOfRange):
+        local(np.array([3, 10]))
+    c = cluster.client
+    wait_for(lambda: c.get("/v2/models/emb/ready").status_code == 200, "emb ready")
+    bad = {"inputs": [{"name": "input", "shape": [2], "datatype": "INT64", "data": [3, 10]}]}
+    r = c.post("/v2/models/emb/infer", json=bad)
+    assert r.status_code == 400 and "out of range" in r.json()["error"], r.text
+    good = {"inputs": [{"name": "input", "shape": [2], "datatype": "INT64", "data": [3, 9]}]}
+    r = c.post("/v2/models/emb/infer", json=good)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.ravel(r.json()["outputs"][0]["data"]), local(np.array([3, 9])).ravel())
+
+
+def test_unhealthy_replica_is_avoided_then_replaced(cluster):
+    before = {r["id"] for r in cluster.stats()["router"]["replicas"] if r["live"]}
+    handle = serve.get_deployment_handle(deployment_name("mlp"), app_name=APP_NAME)
+    victim = handle.enter_safe_mode.remote().result(timeout_s=60)
+    assert victim in before
+    x = np.ones((2, 4), np.float32)
+    codes: list[int] = []
+    routed_when_flagged: int | None = None
+    end = time.monotonic() + WAIT_S
+    while time.monotonic() < end:
+        codes.append(cluster.client.post("/v2/models/mlp/infer", json=infer_body(x)).status_code)
+        rows = {r["id"]: r for r in cluster.stats()["router"]["replicas"]}
+        v = rows[victim]
+        if routed_when_flagged is None and v["live"] and v["reported_healthy"] is False:
+            routed_when_flagged = v["routed"]
+        live = {i for i, r in rows.items() if r["live"]}
+        if victim not in live and len(live) == 2 and all(rows[i]["reported_healthy"] for i in live):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"replica {victim} was not replaced within {WAIT_S:g} s")
+    assert set(codes) == {200}, codes  # every request answered while the replica was swapped
+    new = live - before
+    assert len(new) == 1 and victim not in live
+    router = cluster.stats()["router"]
+    if routed_when_flagged is not None:  # seen flagged before Ray removed it: it got no more work
+        assert {r["id"]: r for r in router["replicas"]}[victim]["routed"] == routed_when_flagged
+        assert router["avoided_unhealthy"] > 0
+    ok = cluster.client.post("/v2/models/mlp/infer", json=infer_body(x))
+    assert ok.status_code == 200
+
+
+# --- the router's ranking on fakes (no cluster needed) -------------------------------------------
+@dataclass(frozen=True)
+class FakeId:
+    unique_id: str
+
+
+@dataclass
+class FakeReplica:
+    replica_id: FakeId
+    routing_stats: dict[str, Any] = field(default_factory=dict)
+
+
+_ids = itertools.count()
+
+
+def _router(policy: str) -> PolicyRouter:
+    r = PolicyRouter(
+        deployment_id=DeploymentID(name="model-m", app_name="unit"),
+        handle_source=DeploymentHandleSource.UNKNOWN,
+    )
+    r.initialize_state(model=f"m{policy}", policy=policy, seed=0)
+    return r
+
+
+def _request(method: str = "infer") -> Any:
+    return SimpleNamespace(
+        args=[], metadata=SimpleNamespace(call_method=method, internal_request_id=str(next(_ids)))
+    )
+
+
+def _ranking(router: PolicyRouter, replicas: list[FakeReplica], method: str = "infer") -> list[str]:
+    ranks = asyncio.run(router.choose_replicas(replicas, _request(method)))  # type: ignore[arg-type]
+    assert all(len(rank) == 1 for rank in ranks)  # one replica per rank: the policy decides, not Ray
+    return [rank[0].replica_id.unique_id for rank in ranks]
+
+
+def test_router_policies_are_selectable_and_rank_as_balancing_does():
+    a, b = FakeReplica(FakeId("a")), FakeReplica(FakeId("b"))
+    lo = _router("least_outstanding")
+    for _ in range(3):
+        lo.on_request_routed(_request(), a.replica_id, None)  # type: ignore[arg-type]
+    assert _ranking(lo, [a, b]) == ["b", "a"]
+    assert router_snapshot("unit", "mleast_outstanding")["policy"] == "least_outstanding"
+
+    ew = _router("peak_ewma")
+    slow, fast = _request(), _request()
+    ew.on_request_routed(slow, a.replica_id, None)  # type: ignore[arg-type]
+    ew.on_request_routed(fast, b.replica_id, None)  # type: ignore[arg-type]
+    ew.on_request_completed(b.replica_id, fast.metadata.internal_request_id)  # type: ignore[arg-type]
+    time.sleep(0.05)
+    ew.on_request_completed(a.replica_id, slow.metadata.internal_request_id)  # type: ignore[arg-type]
+    assert _ranking(ew, [a, b]) == ["b", "a"]  # a's peak-EWMA latency is the higher one
+    snap = {r["id"]: r for r in router_snapshot("unit", "mpeak_ewma")["replicas"]}
+    assert snap["a"]["ewma_ms"] >= 40 > snap["b"]["ewma_ms"] and snap["a"]["outstanding"] == 0
+
+
+def test_router_ranks_self_reported_unhealthy_replicas_last_and_spreads_control_calls():
+    sick = FakeReplica(FakeId("sick"), {"healthy": False})
+    well = FakeReplica(FakeId("well"), {"healthy": True})
+    router = _router("least_outstanding")
+    for _ in range(5):  # even with more outstanding work, the healthy replica comes first
+        router.on_request_routed(_request(), well.replica_id, None)  # type: ignore[arg-type]
+    assert _ranking(router, [sick, well]) == ["well", "sick"]
+    assert router.avoided == 1
+    firsts = {_ranking(router, [sick, well], method="describe")[0] for _ in range(4)}
+    assert firsts == {"sick", "well"}  # probes reach every replica
+
+
+def test_cli_without_ray_says_what_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from wasm_torch.cli import main\n"
+        f"raise SystemExit(main(['serve', {str(tmp_path)!r}, '--ray']))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "pip install 'wasm-torch[ray]'" in p.stderr and "Traceback" not in p.stderr
+
+
+# --- the ingress's forwarding pool on a fake handle (no cluster needed) ---------------------------
+class FakeResponse:
+    def __init__(self, outcome: Any, delay_s: float = 0.0) -> None:
+        self.outcome, self.delay_s, self.cancelled = outcome, delay_s, False
+
+    async def _result(self) -> Any:
+        await asyncio.sleep(self.delay_s)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def __await__(self):
+        return self._result().__await__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeHandle:
+    """`handle.infer.remote(inputs)` answers with the next scripted outcome."""
+
+    def __init__(self, *responses: FakeResponse) -> None:
+        self.responses, self.sent = list(responses), 0
+        self.infer = SimpleNamespace(remote=self._remote)
+
+    def _remote(self, inputs: dict[str, Any]) -> FakeResponse:
+        self.sent += 1
+        return self.responses.pop(0)
+
+
+def _remote_pool(*responses: FakeResponse, **settings: Any) -> tuple[RemotePool, FakeHandle]:
+    handle = FakeHandle(*responses)
+    handle.deployment_name = "model-mlp"  # type: ignore[attr-defined]
+    spec = {"inputs": [], "outputs": []}
+    return RemotePool("mlp", handle, spec, ServeSettings(**settings), app_name="unit"), handle  # type: ignore[arg-type]
+
+
+def _run_infer(pool: RemotePool) -> Any:
+    return asyncio.run(pool.ainfer({"input": np.zeros((1, 4), np.float32)}))
+
+
+def test_remote_pool_hands_on_replica_errors_retries_dead_replicas_and_times_out():
+    bad = InputError("input 'input': dim 1 is 5 but the model expects 4")
+    pool, _ = _remote_pool(FakeResponse(RayTaskError("infer", "Traceback ...", bad)))
+    with pytest.raises(InputError) as e:
+        _run_infer(pool)
+    assert str(e.value) == str(bad) and classify(e.value) == (400, "bad_input")  # no Ray traceback
+
+    pool, _ = _remote_pool(FakeResponse(RayTaskError("infer", "Traceback ...", KeyError("x"))))
+    with pytest.raises(RuntimeError) as e:
+        _run_infer(pool)
+    assert classify(e.value) == (500, "internal")  # a foreign error stays an internal one
+
+    y = {"output_0": np.ones((1, 3), np.float32)}
+    pool, handle = _remote_pool(FakeResponse(ActorDiedError()), FakeResponse(y), max_retries=2)
+    assert _run_infer(pool) is y and handle.sent == 2  # the replica died: retried on another
+
+    pool, handle = _remote_pool(*(FakeResponse(ActorDiedError()) for _ in range(3)), max_retries=2)
+    with pytest.raises(ReplicaFailure):
+        _run_infer(pool)
+    assert handle.sent == 3
+
+    slow = FakeResponse(y, delay_s=5.0)
+    pool, _ = _remote_pool(slow, request_timeout_s=0.05)
+    with pytest.raises(RequestTimeout):
+        _run_infer(pool)
+    assert slow.cancelled
