@@ -47,6 +47,8 @@ bench: $(STAMP) bench-setup
 	$(BIN)/python bench/serve_balancing.py
 	$(BIN)/python bench/serve_recovery.py
 	$(BIN)/python bench/serve_throughput.py
+	$(BIN)/python bench/serve_cascade.py
+	$(BIN)/python bench/serve_circadian.py
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

@@ -99,7 +99,8 @@ def main() -> int:
         t0 = time.perf_counter()
         art = wasm_torch.compile(model, (x,), root / name)
         print(
-            f"{name}: compiled in {time.perf_counter() - t0:.1f} s, model.wasm {art.code_bytes:,} B",
+            f"{name}: compiled in {time.perf_counter() - t0:.1f} s, model.wasm {art.code_bytes:,} B, "
+            f"arena {art.manifest.raw['memory']['arena_bytes']:,} B",
             flush=True,
         )
         if a.compile_only:

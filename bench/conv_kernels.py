@@ -11,6 +11,7 @@ Python -> wasm call overhead is amortised):
     operands already laid out, i.e. what an im2col + GEMM design would cost before its im2col and
     its NHWC -> NCHW transpose (dense convs only);
   - torch: the same Conv2d + ReLU, one thread.
+Pooling rows (wt_pool2d_f32) count one "FLOP" per window element.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ WT_EXPORT void dwconv(float* out, const float* x, const float* w, const float* b
         wt_dwconv2d_f32(out, x, w, b, s, sl, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, 1, 1, 0.0f,
                         __builtin_inff());
 }
+WT_EXPORT void pool(float* out, const float* x, int C, int H, int OH, int k, int s, int p, int is_max, int reps) {
+    for (int r = 0; r < reps; r++) wt_pool2d_f32(out, x, C, H, H, OH, OH, k, k, s, s, p, p, 1, 1, is_max, 1, 0);
+}
 WT_EXPORT void gemm(float* out, const float* a, const float* wp, int M, int N, int K, int reps) {
     for (int r = 0; r < reps; r++) wt_gemm_packed_f32(out, a, wp, 0, 1, M, N, K, 0);
 }
@@ -69,6 +73,12 @@ LAYERS = {
     "dw3x3s2_144@56": (144, 144, 3, 2, 1, 144, 56),
     "dw3x3_576@14": (576, 576, 3, 1, 1, 576, 14),
 }
+# name: (channels, H, kernel, stride, padding, is_max) -- pooling, one image
+POOLS = {
+    "maxpool3x3s2@112": (64, 112, 3, 2, 1, 1),
+    "maxpool2x2s2@56": (64, 56, 2, 2, 0, 1),
+    "avgpool3x3s1@28": (64, 28, 3, 1, 1, 0),
+}
 
 
 class Module:
@@ -83,7 +93,8 @@ class Module:
         cfg.cranelift_opt_level = "speed"
         self.store = wasmtime.Store(wasmtime.Engine(cfg))
         inst = wasmtime.Instance(self.store, wasmtime.Module(self.store.engine, data), [])
-        self.ex = {k: inst.exports(self.store)[k] for k in ("memory", "heap_base", "conv", "dwconv", "gemm")}
+        names = ("memory", "heap_base", "conv", "dwconv", "pool", "gemm")
+        self.ex = {k: inst.exports(self.store)[k] for k in names}
         self.base = (self.ex["heap_base"](self.store) + 63) // 64 * 64
         self.top = self.base
         self.digest = hashlib.sha256(data).hexdigest()[:12]
@@ -104,6 +115,34 @@ class Module:
 
     def call(self, name: str, *args: int) -> None:
         self.ex[name](self.store, *args)
+
+
+def pool_layer(m: Module, name: str) -> dict:
+    c, h, k, s, p, is_max = POOLS[name]
+    m.top = m.base
+    x = torch.randn(1, c, h, h, generator=torch.Generator().manual_seed(0))
+    fn = (
+        (lambda: torch.nn.functional.max_pool2d(x, k, s, p))
+        if is_max
+        else (lambda: torch.nn.functional.avg_pool2d(x, k, s, p))
+    )
+    ref = fn().numpy()
+    oh = ref.shape[2]
+    xo, oo = m.alloc(x.numpy()), m.alloc(np.zeros(ref.size))
+    m.call("pool", oo, xo, c, h, oh, k, s, p, is_max, 1)
+    assert np.allclose(m.view(oo, ref.size).reshape(ref.shape), ref, atol=1e-6), name
+    reps = 20
+
+    def torch_run() -> None:
+        for _ in range(reps):
+            fn()
+
+    return {
+        "name": name,
+        "flops": c * oh * oh * k * k,
+        "reps": reps,
+        "runs": {"ours": lambda: m.call("pool", oo, xo, c, h, oh, k, s, p, is_max, reps), "torch": torch_run},
+    }
 
 
 def layer(m: Module, name: str) -> dict:
@@ -150,7 +189,7 @@ def layer(m: Module, name: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--layers", default=",".join([*LAYERS, *POOLS]))
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -159,7 +198,7 @@ def main() -> int:
         f"{'layer':<16}{'ours ms':>9}{'GF/s':>7}{'gemm ms':>9}{'GF/s':>7}{'torch ms':>10}{'GF/s':>7}{'ours/torch':>11}"
     )
     for name in a.layers.split(","):
-        case = layer(m, name)
+        case = pool_layer(m, name) if name in POOLS else layer(m, name)
         best = {k: float("inf") for k in case["runs"]}
         for _ in range(a.rounds):
             for k, fn in case["runs"].items():

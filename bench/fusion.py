@@ -7,13 +7,15 @@ the calling thread so other processes on a shared machine do not inflate it).
 
 Each model is compiled once per variant in this process, then all are timed interleaved. Variants:
 how codegen/fused.py emits the innermost loop of all-f32 elementwise code (simd: explicit f32x4, the
-default; pragma: scalar C under `#pragma clang loop vectorize(enable)`; scalar: plain loops), and
+default; pragma: scalar C under `#pragma clang loop vectorize(enable)`; scalar: plain loops; o3:
+plain loops with the model code compiled at -O3 instead of -Os, as a separate -O3 unit would be);
 unfused: scalar loops without the fuse_elementwise pass (the codegen before this work, with today's
-kernels). --save keeps the first variant's artifacts; --against DIR adds artifacts saved earlier
-(e.g. before a change) as one more timed column, "before". Models: the zoo, all-MiniLM-L6-v2 at
-seq 128, a 768-wide 2-layer GPT-2 at seq 128 (zoo/bench_models.py) and, alone, a bias add and GPT-2's
-spelled-out GELU on (128, 3072) (gelu_chain), the same with a dynamic row count (_dyn), and on
-(128, 1001) (_odd).
+kernels); default: the pipeline as it is (works in a tree without codegen/fused.py too).
+--save keeps the first variant's artifacts; --against DIR adds artifacts saved earlier (e.g. from
+the previous commit with --variants default --save DIR) as one more timed column, "before".
+Models: the zoo, all-MiniLM-L6-v2 at seq 128, a 768-wide 2-layer GPT-2 at seq 128
+(zoo/bench_models.py) and, alone, a bias add and GPT-2's spelled-out GELU on (128, 3072)
+(gelu_chain), the same with a dynamic row count (_dyn), and on (128, 1001) (_odd).
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ from torch.export import Dim
 
 import wasm_torch
 import wasm_torch.passes
-from wasm_torch.codegen import fused
+from wasm_torch.build import zig
 from wasm_torch.pipeline import compare, reference_outputs
 from wasm_torch.runtime import WasmModule
 from wasm_torch.zoo import ZOO, build, minilm
-from wasm_torch.zoo.bench_models import gpt2_2layer
 
 warnings.filterwarnings("ignore")
+try:
+    from wasm_torch.codegen import fused
+except ImportError:  # a tree from before this benchmark (to --save "before" artifacts): --variants default
+    fused = None
 
 
 class GeluChain(nn.Module):
@@ -63,6 +68,8 @@ def case(name: str) -> tuple:
         dyn = {"x": {0: Dim("rows", min=1, max=128)}, "b": None} if name.endswith("dyn") else None
         return GeluChain(), (x, b), (x, b), dyn
     if name == "gpt2_768_seq128":  # bench_models' 2-layer GPT-2 (768 wide), a small vocabulary
+        from wasm_torch.zoo.bench_models import gpt2_2layer
+
         ids = torch.randint(0, 1000, (1, 128), generator=torch.Generator().manual_seed(0))
         return gpt2_2layer(vocab=1000).eval(), (ids,), (ids,), None
     if name == "minilm_seq128":
@@ -86,24 +93,31 @@ def median_ms(fn, repeat: int) -> float:
     return statistics.median(ts)
 
 
-VARIANTS = {  # variant -> (codegen/fused.py MODE, run the fusion pass)
-    "simd": ("simd", True),
-    "pragma": ("pragma", True),
-    "scalar": ("scalar", True),
-    "unfused": ("scalar", False),
+VARIANTS = {  # variant -> (codegen/fused.py MODE, run the fusion pass, model code -O); default: as is
+    "default": None,
+    "simd": ("simd", True, "-Os"),
+    "pragma": ("pragma", True, "-Os"),
+    "scalar": ("scalar", True, "-Os"),
+    "o3": ("scalar", True, "-O3"),
+    "unfused": ("scalar", False, "-Os"),
 }
 
 
 def compile_variant(variant: str, model, example, dyn, out: Path) -> wasm_torch.pipeline.Artifact:
-    mode, fuse = VARIANTS[variant]
+    if VARIANTS[variant] is None:
+        return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
+    mode, fuse, opt = VARIANTS[variant]
     fused.MODE = mode
-    saved = list(wasm_torch.passes.PASSES)
+    saved, flags = list(wasm_torch.passes.PASSES), (list(zig.MODEL_FLAGS), list(zig.FLAGS))
     if not fuse:
         wasm_torch.passes.PASSES[:] = [p for p in saved if p[0] != "fuse_elementwise"]
+    zig.MODEL_FLAGS[:] = [opt]  # the build cache key includes FLAGS: keep it in step
+    zig.FLAGS[:] = [*zig.COMMON, *zig.KERNEL_FLAGS, opt, *zig.LINK_FLAGS]
     try:
         return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
     finally:
         wasm_torch.passes.PASSES[:] = saved
+        zig.MODEL_FLAGS[:], zig.FLAGS[:] = flags
         fused.MODE = "simd"
 
 

@@ -270,7 +270,9 @@ def build(flavour: str, tmp: Path) -> bytes:
         "-o",
         str(out),
     ]
-    subprocess.run(cmd, check=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"zig cc failed:\n{proc.stderr[-4000:]}")
     return out.read_bytes()
 
 
@@ -306,28 +308,10 @@ class Harness:
         return base[ptr : ptr + 4 * n].view(np.float32)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma-separated variant names")
-    ap.add_argument("--flavours", default="add,fma")
-    ap.add_argument(
-        "--clock",
-        choices=["cpu", "wall"],
-        default="cpu",
-        help="cpu: this thread's CPU time (robust when other processes share the cores); wall: perf_counter",
-    )
-    a = ap.parse_args()
-    only = set(a.only.split(",")) if a.only else None
-    flavours = a.flavours.split(",")
-    rows = [(vname(*v), f, f"{vname(*v)}_{f}", v[2]) for v in VARIANTS for f in flavours]
-    if "add" in flavours:
-        rows.append(("shipped", "add", "shipped", PANEL))
-    rows = [r for r in rows if only is None or r[0] in only]
+def cases(rows: list[tuple[str, str, str, int]], hs: dict[str, Harness]) -> list[tuple]:
+    """One (key, harness, fn, args, flops) per row and shape, each checked against NumPy first."""
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        hs = {f: Harness(build(f, Path(tmp))) for f in flavours}
-    cases = []  # (label, harness, fn, args, flops)
+    out = []
     for m, k, n in SHAPES:
         x, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
         want = x.astype(np.float64) @ w.astype(np.float64)
@@ -342,19 +326,54 @@ def main() -> int:
             fn(h.store, *args)
             err = np.abs(h.view(po, m * n).reshape(m, n) - want).max()
             assert err < 1e-3 * np.sqrt(k), (label, f, (m, k, n), err)
-            cases.append(((label, f, (m, k, n)), h, fn, args, 2 * m * k * n))
+            out.append(((label, f, (m, k, n)), h, fn, args, 2 * m * k * n))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--only", default="", help="comma-separated variant names")
+    ap.add_argument("--flavours", default="add,fma")
+    ap.add_argument("--ref", default="", help="also print, per round, time(ref) / time(variant): median")
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="cpu: this thread's CPU time (robust when other processes share the cores); wall: perf_counter",
+    )
+    a = ap.parse_args()
+    only = set(a.only.split(",")) if a.only else None
+    flavours = a.flavours.split(",")
+    rows = [(vname(*v), f, f"{vname(*v)}_{f}", v[2]) for v in VARIANTS for f in flavours]
+    if "add" in flavours:
+        rows.append(("shipped", "add", "shipped", PANEL))
+    rows = [r for r in rows if only is None or r[0] in only]
+    with tempfile.TemporaryDirectory() as tmp:
+        hs = {f: Harness(build(f, Path(tmp))) for f in flavours}
+    todo = cases(rows, hs)
     clock = time.thread_time if a.clock == "cpu" else time.perf_counter
-    times: dict[tuple, list[float]] = {c[0]: [] for c in cases}
+    times: dict[tuple, list[float]] = {c[0]: [] for c in todo}
     for _ in range(a.repeat):  # interleaved: every case once per round
-        for label, h, fn, args, _ in cases:
+        for key, h, fn, args, _ in todo:
             t0 = clock()
             fn(h.store, *args)
-            times[label].append(clock() - t0)
-    flops = {c[0]: c[4] for c in cases}
-    print(f"{'variant':<14}{'flavour':<8}" + "".join(f"{'x'.join(map(str, s)):>14}" for s in SHAPES))
+            times[key].append(clock() - t0)
+    flops = {c[0]: c[4] for c in todo}
+    head = f"{'variant':<14}{'flavour':<8}" + "".join(f"{'x'.join(map(str, s)):>14}" for s in SHAPES)
+    print("GFLOP/s, median of", a.repeat, "\n" + head)
     for label, f, _, _ in rows:
         cells = [flops[(label, f, s)] / statistics.median(times[(label, f, s)]) / 1e9 for s in SHAPES]
         print(f"{label:<14}{f:<8}" + "".join(f"{g:>14.1f}" for g in cells))
+    if a.ref:
+        ref = next(r for r in rows if r[0] == a.ref)
+        print(f"speed relative to {a.ref} ({ref[1]}), median over rounds of the paired ratio\n" + head)
+        for label, f, _, _ in rows:
+            cells = []
+            for s in SHAPES:
+                pairs = zip(times[(ref[0], ref[1], s)], times[(label, f, s)], strict=True)
+                cells.append(statistics.median(r / t for r, t in pairs))
+            print(f"{label:<14}{f:<8}" + "".join(f"{g:>14.3f}" for g in cells))
     return 0
 
 

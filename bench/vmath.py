@@ -4,9 +4,9 @@ time, 1 thread).
 
     python bench/vmath.py [--save DIR] [--against DIR] [--out bench/results/vmath.json]
 
---save keeps the compiled artifacts (e.g. before a kernel change); --against DIR loads artifacts saved
-earlier and times them interleaved with the current build in the same process, so the ratio is fair
-on a noisy machine.
+--save keeps the compiled artifacts (e.g. before a kernel change: run it in a checkout of the previous
+commit); --against DIR loads artifacts saved earlier and times them interleaved with the current
+build in the same process, so the ratio is fair on a noisy machine.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main() -> int:
             shutil.copytree(tmp / op, Path(a.save) / op, dirs_exist_ok=True)
         if a.against and (Path(a.against) / op).exists():
             base[op] = WasmModule(Path(a.against) / op)
+            sizes["before_" + op] = int(base[op].manifest.raw["files"]["model.wasm"]["bytes"])
     now: dict[str, list[float]] = {op: [] for op in OPS}
     before: dict[str, list[float]] = {op: [] for op in base}
     for _ in range(a.rounds):  # interleaved: every op, current then saved, each round
@@ -99,6 +100,7 @@ def main() -> int:
         r = {"op": op, "ns_per_element": round(statistics.median(now[op]), 3), "code_bytes": sizes[op]}
         if op in before:
             r["before_ns_per_element"] = round(statistics.median(before[op]), 3)
+            r["before_code_bytes"] = sizes["before_" + op]
             r["speedup"] = round(r["before_ns_per_element"] / r["ns_per_element"], 2)
         rows.append(r)
         print(r, flush=True)

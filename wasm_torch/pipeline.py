@@ -237,7 +237,7 @@ def compare(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: fl
         max_abs = float(np.nanmax(diff)) if diff.size else 0.0
         rel = diff / np.maximum(np.abs(b64), 1e-12)
         max_rel = float(np.nanmax(np.where(diff == 0, 0, rel))) if diff.size else 0.0
-        within = bool(np.all(diff <= atol + rtol * np.abs(b64)))
+        within = bool(np.all(both_nan | (diff <= atol + rtol * np.abs(b64))))  # NaN where torch has NaN is a match
         per.append({"max_abs_err": max_abs, "max_rel_err": max_rel})
         ok &= within
     return {

@@ -2,10 +2,10 @@
 
 Per model: build it from fixed seeds, compile it with wasm_torch (wasmtime, one thread), export the
 same torch model to ONNX, check that every system's output agrees with PyTorch on fresh inputs,
-then time ours, ORT native and torch interleaved in this process (median after warm-up; the order
-rotates every round so drift hits all alike) and ORT-Web in a Node subprocess. A failing system
-leaves its row in place with the error instead of stopping the suite. Writes the JSON, a PNG
-(plot.py) and returns a Markdown table.
+then time all four interleaved, one run each per round in a rotating order so drift hits all
+alike: ours, ORT native and torch in this process, ORT-Web in a waiting Node subprocess (peers.py).
+Median after warm-up. A failing system leaves its row in place with the error instead of stopping
+the suite. Writes the JSON and a PNG (plot.py) and prints a Markdown table.
 """
 
 from __future__ import annotations

@@ -174,6 +174,7 @@ def _topk(n: Node, t: list[TensorType]) -> list[TensorType]:
 
 
 def _conv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
+    _conv_act(n)
     x, w = t[0], t[1]
     (sh, sw), (ph, pw), (dh, dw) = n.attrs["stride"], n.attrs["padding"], n.attrs["dilation"]
     oh = pool_out(x.shape[2], w.shape[2], sh, ph, dh, False)
@@ -185,8 +186,14 @@ def _conv2d(n: Node, t: list[TensorType]) -> list[TensorType]:
 CONV_ACTS: dict[str, tuple[float, float]] = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
 
 
+def _conv_act(n: Node) -> None:
+    if n.attrs.get("act") is not None and n.attrs["act"] not in CONV_ACTS:
+        raise GraphError(f"{n.op} act={n.attrs['act']!r}: expected one of {sorted(CONV_ACTS)}")
+
+
 def _conv2d_packed(n: Node, t: list[TensorType]) -> list[TensorType]:
     """conv2d with weights in GEMM panels (passes/pack_conv.py); 2nd output: the kernel's scratch."""
+    _conv_act(n)
     x, a = t[0], n.attrs
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
     oh = pool_out(x.shape[2], kh, sh, ph, dh, False)

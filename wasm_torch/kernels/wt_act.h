@@ -1,9 +1,8 @@
 /* Activations for fused GEMM epilogues (passes/fuse_epilogue.py): relu, gelu (exact erf form,
  * torch's default) and gelu_tanh, applied four lanes at a time to results before they leave L1.
  *
- * The GELUs are the SIMD twins in wt_vmath.h (lane for lane the same float operations as the
- * scalar wt_geluf / wt_gelu_tanhf), so a fused epilogue gives exactly the values the unfused
- * elementwise op would. Accuracy against float64 is tested through a compiled Linear + activation
+ * The GELUs are the SIMD functions of wt_vmath.h (one implementation for fused and unfused code).
+ * Accuracy against float64 is tested through a compiled Linear + activation
  * (tests/compiler/test_gemm.py::test_epilogue_activation_accuracy: <= 1e-6 * max(1, |y|)).
  */
 #pragma once

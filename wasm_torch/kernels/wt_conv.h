@@ -5,24 +5,23 @@
  *
  * wt_conv2d_packed_f32 is the fast path, an implicit GEMM per image and group:
  *     out[oc][p] = sum_k Wg[oc][k] * col[k][p],   k = (c, kh, kw),  p = (oh, ow)
- * Weights are packed at compile time (passes/pack_conv.py) into panels of WT_CONV_MR output
- * channels: panel b, row k, lane r <-> Wg[b*MR + r][k]. The input is never materialised as a whole
- * im2col matrix: a block of up to WT_CONV_NC pixels x WT_CONV_KC rows of k is packed into panels of 8
- * pixels (`scratch`, a value of the memory plan, so it lives in the arena), then an MR x 8 register
- * tile streams one weight panel against one pixel panel (MR splats + 2 loads per k). A 1x1 stride-1
- * unpadded convolution needs no packing: col is x itself, read with a row stride of H*W. Output is
- * written in NCHW directly; bias and the clamp are applied in the tile's epilogue.
+ * NCHW output makes the weights the left operand. They are packed at compile time
+ * (passes/pack_conv.py) into panels of MR = 4 output channels: panel b, row k, lane r <-> Wg[4b + r][k].
+ * The im2col matrix is never materialised whole: per block of pixels (as many as keep kc x pixels
+ * under WT_CONV_BUDGET floats, i.e. in L2) and of at most WT_CONV_KC rows of k, the block is packed
+ * into panels of 8 pixels in `scratch` (a value of the memory plan: arena bytes, live only during
+ * the call). A 1x1 stride-1 unpadded conv packs nothing (col is x, read at a row stride of H*W).
+ * Each weight panel's rows are splatted to 4 lanes once per block, then a 4 x 8 register tile (8
+ * accumulators, 2 + 4 loads and 8 mul + 8 add per k) runs over every pixel panel; it writes NCHW
+ * directly and applies bias and clamp in its epilogue. Measured against the other layouts in
+ * docs/compiler.md "Convolution".
  */
 #pragma once
 #include "wt_base.h"
 
-#define WT_CONV_MR 4 /* output channels per weight panel (the tile is 4 x 8): = passes/pack_conv.py MR */
-#ifndef WT_CONV_KC
-#define WT_CONV_KC 512 /* rows of k per block: must equal pack_conv.py KC */
-#endif
-#ifndef WT_CONV_BUDGET
+#define WT_CONV_MR 4         /* output channels per weight panel (the tile is 4 x 8): = pack_conv.py MR */
+#define WT_CONV_KC 512       /* rows of k per block: = pack_conv.py KC */
 #define WT_CONV_BUDGET 65536 /* floats of packed input per block (256 KB, half of L2): = pack_conv.py BUDGET */
-#endif
 
 WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
                              int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw,
@@ -139,13 +138,7 @@ static void wt_conv_pack(float* buf, const float* x, int H, int W, int KH, int K
  * loop has plain loads instead of splats (wasm's load32_splat costs 3 x86 instructions in
  * Cranelift, a lane shuffle one FP-pipe uop per use). */
 WT_INLINE void wt_conv_splat(float* as, const float* A, int kc) {
-    for (int i = 0; i < kc * WT_CONV_MR; i += 4, as += 16) { /* one load and 4 lane shuffles per k */
-        v128_t v = wasm_v128_load(A + i);
-        wasm_v128_store(as, wasm_i32x4_shuffle(v, v, 0, 0, 0, 0));
-        wasm_v128_store(as + 4, wasm_i32x4_shuffle(v, v, 1, 1, 1, 1));
-        wasm_v128_store(as + 8, wasm_i32x4_shuffle(v, v, 2, 2, 2, 2));
-        wasm_v128_store(as + 12, wasm_i32x4_shuffle(v, v, 3, 3, 3, 3));
-    }
+    for (int i = 0; i < kc * WT_CONV_MR; i++) wasm_v128_store(as + 4 * i, wasm_v128_load32_splat(A + i));
 }
 
 /* An empty asm makes a pointer opaque once per 4 k, so clang keeps it as a base with constant offsets

@@ -11,7 +11,7 @@
  *    so every vector a block loads stays live to its end. An exit test after every k step makes
  *    each step its own block; without it 4 unrolled steps hold all their panel vectors at once and
  *    spill. Here 8 accumulators + 4 panel vectors + 2 A vectors + 2 temporaries fill the 16 xmm
- *    registers exactly (3x8 is 5% slower; 4x8, 6x8, 4x16 spill).
+ *    registers exactly (3x8 measured 3-10% slower; 4x8, 6x8 and 4x16 tiles spill).
  *  - v128.load32_splat becomes a scalar load + movd + broadcast; the shuffle is one pshufd.
  *  - an empty asm makes the pointers opaque once per 4 k, so clang keeps them as bases with the
  *    constant offsets folded into the loads, instead of one pointer add per load.

@@ -90,14 +90,21 @@ WT_VINLINE wt_f4 wt_v_erff(wt_f4 x) { /* twin of wt_erff */
     return WT_VSEL(wasm_f32x4_lt(z, WT_F4(WT_ERF_SPLIT)), wt_v_erf_small(x), big);
 }
 
-WT_VINLINE wt_f4 wt_v_geluf(wt_f4 x) { /* twin of wt_geluf: x·Φ(x), Φ from erf near 0, else erfc */
+WT_VINLINE wt_f4 wt_v_geluf(wt_f4 x) { /* twin of wt_geluf: x·Φ(x) from erfc, one formula */
     WT_FP_EXACT
-    wt_f4 u = WT_VMUL(x, WT_F4(0.70710678118654752f));
-    wt_f4 z = wasm_f32x4_abs(u);
-    wt_f4 near = WT_VADD(WT_VMUL(WT_F4(0.5f), wt_v_erf_small(u)), WT_F4(0.5f));
-    wt_f4 h = WT_VMUL(WT_F4(0.5f), wt_v_erfc_tail(z));
-    wt_f4 far = WT_VSEL(wasm_f32x4_lt(x, WT_F4(0.0f)), h, WT_VSUB(WT_F4(1.0f), h));
-    return WT_VMUL(x, WT_VSEL(wasm_f32x4_lt(z, WT_F4(WT_ERF_SPLIT)), near, far));
+    wt_f4 z = wasm_f32x4_abs(WT_VMUL(x, WT_F4(0.70710678118654752f)));
+    wt_f4 t = WT_VDIV(WT_F4(1.0f), WT_VADD(WT_F4(1.0f), WT_VMUL(WT_F4(0.5f), z)));
+    wt_f4 g = WT_F4(WT_GELU_G8);
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G7));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G6));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G5));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G4));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G3));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G2));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G1));
+    g = WT_VADD(WT_VMUL(g, t), WT_F4(WT_GELU_G0));
+    wt_f4 h = WT_VMUL(WT_F4(0.5f), WT_VMUL(WT_VMUL(t, wt_v_expf(wasm_f32x4_neg(WT_VMUL(z, z)))), g));
+    return WT_VMUL(x, WT_VSEL(wasm_f32x4_lt(x, WT_F4(0.0f)), h, WT_VSUB(WT_F4(1.0f), h)));
 }
 
 WT_VINLINE wt_f4 wt_v_tanhf(wt_f4 x) { /* twin of wt_tanhf */

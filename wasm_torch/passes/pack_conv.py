@@ -6,8 +6,9 @@ not the activations, are packed: `conv2d(x, W, b)` with a constant float32 W of 
 (OC, C/groups, KH, KW) becomes `conv2d_packed(x, Wp, b)` with Wp of shape (groups, ceil(ocg/MR), K, MR):
 panel j, row k, lane r holds Wg[j*MR + r][k] (zero past ocg), so the kernel's MR x 8 tile reads MR
 consecutive floats per k. The node's second output is the kernel's scratch: the arena bytes for one
-packed block of im2col (at most KC rows x NC pixels), sized here and placed by the memory plan like
-any other value, live only during the conv.
+weight panel splatted to 4 lanes and one packed block of im2col (at most KC rows x as many pixels as
+keep the block within BUDGET floats), sized here and placed by the memory plan like any other
+value, live only during the conv.
 
 Depthwise convs (one input channel per group) become `dwconv2d(x, W, b)`, for their own kernel
 (kernels/wt_dwconv.h; a GEMM would have K = KH*KW and no reuse), whose scratch holds one zero-padded

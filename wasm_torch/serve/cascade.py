@@ -48,13 +48,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def confidence(logits: np.ndarray, score: str = "max_prob") -> np.ndarray:
     """Per-row confidence in [0, 1] from (rows, classes) logits."""
-    if score not in SCORES:
-        raise ValueError(f"unknown cascade score {score!r}; use one of {list(SCORES)}")
-    p = softmax(logits)
-    if score == "max_prob":
-        return p.max(axis=-1)
-    top2 = np.sort(p, axis=-1)[..., -2:]
-    return top2[..., 1] - top2[..., 0]
+    if score == "max_prob":  # max softmax probability = 1 / sum(exp(z - max z))
+        z = np.asarray(logits, dtype=np.float64)
+        return 1.0 / np.exp(z - z.max(axis=-1, keepdims=True)).sum(axis=-1)
+    if score == "margin":
+        top2 = np.sort(softmax(logits), axis=-1)[..., -2:]
+        return top2[..., 1] - top2[..., 0]
+    raise ValueError(f"unknown cascade score {score!r}; use one of {list(SCORES)}")
 
 
 @dataclass(frozen=True)
@@ -275,13 +275,13 @@ class CascadeModel:
         return ~(conf >= self.threshold)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        logits = np.array(self.small.run(dict(inputs))[self.output], dtype=np.float32, copy=True)
+        logits = np.asarray(self.small.run(dict(inputs))[self.output], dtype=np.float32)
         conf = confidence(logits, self.score)
         defer = self.route(conf)
         idx = np.flatnonzero(defer)
         if idx.size:
-            sub = {k: np.asarray(v)[idx] for k, v in inputs.items()}
-            logits[idx] = self.large.run(sub)[self.output]
+            logits = logits.copy()  # never write into a member's buffer
+            logits[idx] = self.large.run({k: np.asarray(v)[idx] for k, v in inputs.items()})[self.output]
         self.answered["large"] += int(idx.size)
         self.answered["small"] += int(defer.size - idx.size)
         return {
