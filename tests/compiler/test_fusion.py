@@ -74,6 +74,15 @@ def test_chains_fuse_to_one_node_each_and_keep_the_meaning():
     assert compare(run(unfused, named), want, 1e-5, 1e-4)["ok"]
 
 
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
 def test_a_value_read_by_several_ops_of_one_group_is_computed_inside_it():
     """x + b feeds three ops of the GELU: a DAG, still one loop, the add computed once per element."""
 
@@ -89,15 +98,6 @@ def test_a_value_read_by_several_ops_of_one_group_is_computed_inside_it():
     assert compare(run(g, named), [fn(*inputs).numpy()], 1e-6, 1e-5)["ok"]
 
 
-class _Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
-
-
 class Shared(nn.Module):
     def forward(self, x, y):
         t = torch.exp(x) * 2  # read by two consumers: must stay a node
@@ -107,7 +107,7 @@ class Shared(nn.Module):
         return t + y, t - y, out, out * u * v
 
 
-def test_multi_use_outputs_and_reshaped_values_are_not_fused():
+def test_values_read_by_two_groups_graph_outputs_and_smaller_shapes_stay_apart():
     inputs = (torch.randn(4, 6), torch.randn(4, 6))
     g = _passes(from_torch(Shared().eval(), inputs), skip="fuse_elementwise")
     f = fuse_elementwise(g)
@@ -134,10 +134,11 @@ def test_gpt2_gelu_chain_becomes_one_node():
     ]
     assert len(gelus) == 2  # one per layer: pow, mul, add, mul, tanh, add, mul, mul
     assert all(len(n.attrs["program"]) >= 8 for n in gelus)
-    assert "tanh" not in unfused.op_counts() or len(unfused.nodes) - len(fused.nodes) >= 2 * 7
+    assert len(unfused.nodes) - len(fused.nodes) >= 2 * 7
 
 
 @pytest.mark.toolchain
+@pytest.mark.wasm
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_fused_chains_compile_and_match_torch(tmp_path, dynamic):
     """Static 37 columns: f32x4 with an overlapping last vector. Dynamic: vectors + scalar tail, and
@@ -163,6 +164,7 @@ class Unary(nn.Module):
 
 
 @pytest.mark.toolchain
+@pytest.mark.wasm
 def test_dynamic_length_vector_lanes_equal_scalar_tail(tmp_path):
     """Length 2·n is not known to be a multiple of 4: vectors, then a scalar tail. An element must get
     the same bits whether it lands in a vector lane (long input) or in the tail (short input)."""

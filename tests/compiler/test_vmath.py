@@ -17,7 +17,7 @@ import wasmtime
 from wasm_torch.build import compile_c
 from wasm_torch.config import settings
 
-pytestmark = pytest.mark.toolchain
+pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]
 
 HARNESS = r"""
 #include "wt_kernels.h"
