@@ -25,10 +25,10 @@ from ray.serve.handle import DeploymentHandle
 
 from wasm_torch.errors import WasmTorchError
 from wasm_torch.serve.app import build_app
-from wasm_torch.serve.errors import ModelNotFound, ReplicaFailure, RequestTimeout
+from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.ray_router import router_snapshot
-from wasm_torch.serve.registry import NAME_RE
+from wasm_torch.serve.registry import model_not_found
 from wasm_torch.serve.settings import ServeSettings
 
 log = logging.getLogger("wasm_torch.serve")
@@ -115,8 +115,7 @@ class RemoteRegistry:
     def get(self, name: str) -> RemotePool:
         pool = self.pools.get(name)
         if pool is None:
-            shown = name if NAME_RE.match(name) else "(invalid name)"
-            raise ModelNotFound(f"model {shown!r} not found; available: {sorted(self.pools)}")
+            raise model_not_found(name, self.pools)
         return pool
 
     @property

@@ -53,7 +53,7 @@ from wasm_torch.serve.metrics import Metrics  # noqa: E402
 from wasm_torch.serve.pool import ModelPool  # noqa: E402
 from wasm_torch.serve.ray_ingress import Ingress  # noqa: E402
 from wasm_torch.serve.ray_router import PolicyRouter  # noqa: E402
-from wasm_torch.serve.registry import NAME_RE, _as_factory, discover, is_artifact  # noqa: E402
+from wasm_torch.serve.registry import NAME_RE, as_factory, discover, is_artifact  # noqa: E402
 
 APP_NAME = "wasm-torch"
 __all__ = ["APP_NAME", "ModelReplica", "build_ray_app", "deploy", "deployment_name", "run"]
@@ -68,7 +68,7 @@ class ModelReplica:
         self.replica = serve.get_replica_context().replica_tag
         self.metrics = Metrics()
         # the registry's factory: signature checks, encrypted weights and cascades as in `create_app`
-        factory, _, _ = _as_factory(Path(path), settings)
+        factory, _, _ = as_factory(Path(path), settings)
         self.pool = ModelPool(name, factory, settings, self.metrics)
         self.served = 0  # infer calls answered by this replica (results or errors)
         self.healer = Orchestrator([self.pool], self.metrics) if settings.healing else None

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,13 @@ def integrity_options(settings: ServeSettings) -> dict[str, Any]:
     return out
 
 
-def _as_factory(source: ModelSource, settings: ServeSettings) -> tuple[Callable[[], Any], Any, int | None]:
+def model_not_found(name: str, available: Iterable[str]) -> ModelNotFound:
+    """The 404 for an unknown model; a name that is not a valid model name is not echoed back."""
+    shown = name if NAME_RE.match(name) else "(invalid name)"
+    return ModelNotFound(f"model {shown!r} not found; available: {sorted(available)}")
+
+
+def as_factory(source: ModelSource, settings: ServeSettings) -> tuple[Callable[[], Any], Any, int | None]:
     """(factory, first instance or None, replica cap or None)."""
     if isinstance(source, str | os.PathLike):
         if (Path(source) / CASCADE_FILE).is_file():  # members load through path_factory too
@@ -133,7 +139,7 @@ class Registry:
                 if not NAME_RE.match(name):
                     raise ValueError(f"invalid model name {name!r}")
                 try:
-                    factory, first, cap = _as_factory(source, settings)
+                    factory, first, cap = as_factory(source, settings)
                     s = settings if cap is None else settings.with_(replicas=min(cap, settings.replicas))
                     rng = random.Random(None if seed is None else seed + i)
                     self.pools[name] = ModelPool(name, factory, s, metrics, clock, rng, first_instance=first)
@@ -149,8 +155,7 @@ class Registry:
         if pool is None and name in self.refused:
             raise ModelRefused(f"model {name!r} was refused at load: {self.refused[name]}")
         if pool is None:
-            shown = name if NAME_RE.match(name) else "(invalid name)"
-            raise ModelNotFound(f"model {shown!r} not found; available: {sorted(self.pools)}")
+            raise model_not_found(name, self.pools)
         return pool
 
     @property
