@@ -10,8 +10,6 @@ from collections import Counter
 import httpx
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
 import torch
 
 import wasm_torch
