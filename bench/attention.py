@@ -26,7 +26,7 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.passes import PASSES
+from wasm_torch.compiler.passes import PASSES
 from wasm_torch.zoo import minilm
 
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import wasmtime
 
-from wasm_torch.build.zig import COMMON, LINK_FLAGS, kernel_dir, zig_command
-from wasm_torch.passes.pack_weights import pack
+from wasm_torch.compiler.build.zig import COMMON, LINK_FLAGS, kernel_dir, zig_command
+from wasm_torch.compiler.passes.pack_weights import pack
 
-pc = importlib.import_module("wasm_torch.passes.pack_conv")
+pc = importlib.import_module("wasm_torch.compiler.passes.pack_conv")
 
 HARNESS = r"""
 #include "kernels.c"

@@ -38,15 +38,15 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-import wasm_torch.passes
-from wasm_torch.build import zig
-from wasm_torch.pipeline import compare, reference_outputs
+import wasm_torch.compiler.passes
+from wasm_torch.compiler.build import zig
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 from wasm_torch.runtime import WasmModule
 from wasm_torch.zoo import ZOO, build, minilm
 
 warnings.filterwarnings("ignore")
 try:
-    from wasm_torch.codegen import fused
+    from wasm_torch.compiler.codegen import fused
 except ImportError:  # a tree from before this benchmark (to --save "before" artifacts): --variants default
     fused = None
 
@@ -103,20 +103,20 @@ VARIANTS = {  # variant -> (codegen/fused.py MODE, run the fusion pass, model co
 }
 
 
-def compile_variant(variant: str, model, example, dyn, out: Path) -> wasm_torch.pipeline.Artifact:
+def compile_variant(variant: str, model, example, dyn, out: Path) -> wasm_torch.compiler.pipeline.Artifact:
     if VARIANTS[variant] is None:
         return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
     mode, fuse, opt = VARIANTS[variant]
     fused.MODE = mode
-    saved, flags = list(wasm_torch.passes.PASSES), (list(zig.MODEL_FLAGS), list(zig.FLAGS))
+    saved, flags = list(wasm_torch.compiler.passes.PASSES), (list(zig.MODEL_FLAGS), list(zig.FLAGS))
     if not fuse:
-        wasm_torch.passes.PASSES[:] = [p for p in saved if p[0] != "fuse_elementwise"]
+        wasm_torch.compiler.passes.PASSES[:] = [p for p in saved if p[0] != "fuse_elementwise"]
     zig.MODEL_FLAGS[:] = [opt]  # the build cache key includes FLAGS: keep it in step
     zig.FLAGS[:] = [*zig.COMMON, *zig.KERNEL_FLAGS, opt, *zig.LINK_FLAGS]
     try:
         return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
     finally:
-        wasm_torch.passes.PASSES[:] = saved
+        wasm_torch.compiler.passes.PASSES[:] = saved
         zig.MODEL_FLAGS[:], zig.FLAGS[:] = flags
         fused.MODE = "simd"
 

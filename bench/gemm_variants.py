@@ -2,7 +2,7 @@
 
 Builds one standalone wasm per SIMD flavour (`add`: plain SIMD128 mul + add; `fma`: relaxed-SIMD
 `f32x4.relaxed_madd`, built with -mrelaxed-simd) exporting every variant, with `zig cc` and the
-kernel flags of wasm_torch/build/zig.py; the `add` module also exports the shipped kernel
+kernel flags of wasm_torch/compiler/build/zig.py; the `add` module also exports the shipped kernel
 (kernels/wt_gemm_packed.h, row `shipped`). Calls them on MiniLM's GEMM shapes and 512^3,
 interleaved round by round, and prints the median GFLOP/s per variant and shape. Every variant is
 checked against NumPy before it is timed. The C of each variant is generated below as straight-line
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import wasmtime
 
-from wasm_torch.build.zig import COMMON, KERNEL_FLAGS, kernel_dir, zig_command
-from wasm_torch.passes.pack_weights import PANEL
+from wasm_torch.compiler.build.zig import COMMON, KERNEL_FLAGS, kernel_dir, zig_command
+from wasm_torch.compiler.passes.pack_weights import PANEL
 
 SHAPES = [(128, 384, 384), (128, 384, 1536), (128, 1536, 384), (512, 512, 512)]
 # (style, MR, NR, U, kc): see the module docstring. U = k steps per loop iteration (exit test after each).

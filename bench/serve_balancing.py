@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from wasm_torch.serve.simulation import ReplicaSpec, Scenario, compare
+from wasm_torch.serve.sim.balancing import ReplicaSpec, Scenario, compare
 
 SEEDS = (0, 1, 2, 3, 4)
 SLOW_ONLY = [ReplicaSpec(1.0), ReplicaSpec(1.0), ReplicaSpec(2.0), ReplicaSpec(0.5),

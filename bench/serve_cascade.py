@@ -34,8 +34,8 @@ import torch
 from sklearn.datasets import load_digits
 
 import wasm_torch
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir.graph import Graph, evaluate_shape, numel
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir.graph import Graph, evaluate_shape, numel
 from wasm_torch.serve.cascade import calibrate_threshold, confidence, load_cascade, write_config
 
 TOLERANCES = (0.0, 0.005, 0.01)

@@ -6,7 +6,7 @@
 Measured here: what the server's real periodic background work costs per call (the healer's
 `Orchestrator.tick()` and the pool watchdog's `ModelPool.check()`, on a compiled MLP with 2
 replicas after some traffic), which sets the simulated "health" job's cost. Modelled (see
-wasm_torch/serve/circadian_sim.py): traffic, foreground service times, the warm-up / learning /
+wasm_torch/serve/sim/circadian.py): traffic, foreground service times, the warm-up / learning /
 consolidation jobs and the FIFO queue on 2 cores. Median over seeds 0..N-1.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wasm_torch.serve.circadian_sim import (
+from wasm_torch.serve.sim.circadian import (
     DayConfig,
     default_jobs,
     plan_background,

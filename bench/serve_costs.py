@@ -61,8 +61,8 @@ def guard_overhead(body: dict, n: int, repeats: int) -> dict:
 def integrity_overhead(models: Path, repeats: int) -> dict:
     """Load time (median ms): sha256 checks only vs + signatures vs + signatures and decryption."""
     import wasm_torch
-    from wasm_torch import signing
-    from wasm_torch.encryption import Keyring, encrypt_artifact
+    from wasm_torch.integrity import signing
+    from wasm_torch.integrity.encryption import Keyring, encrypt_artifact
 
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(shutil.copytree(models / "minilm", Path(tmp) / "plain"))

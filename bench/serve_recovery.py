@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import wasm_torch
-from wasm_torch.serve.faults import FaultPlan, FaultyModel
 from wasm_torch.serve.healing import Orchestrator
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.settings import ServeSettings
+from wasm_torch.serve.sim.faults import FaultPlan, FaultyModel
 
 FAULTS = {
     "trap": {"action": "trap", "times": 3},

@@ -25,7 +25,7 @@ import torch
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 from wasm_torch.zoo import ZOO, build, minilm
 
 

@@ -66,4 +66,4 @@ def test_load_without_torch_in_a_fresh_interpreter():
 def test_supported_ops_documented():
     doc = (PKG.parent / "docs" / "ops.md").read_text()
     missing = [op for op in wasm_torch.supported_ops() if f"`{op}`" not in doc]
-    assert not missing, f"docs/ops.md lacks {missing}; regenerate with `python -m wasm_torch.docs_ops`"
+    assert not missing, f"docs/ops.md lacks {missing}; regenerate with `python scripts/gen_ops_doc.py`"

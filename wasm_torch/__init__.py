@@ -23,20 +23,19 @@ from .errors import (
     WasmTorchError,
 )
 from .runtime import WasmModule, load
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def compile(model: Any, example_inputs: Any, out_dir: Any, **options: Any) -> Any:
-    """Compile a torch.nn.Module to a wasm artifact folder. See wasm_torch.pipeline.compile."""
-    from .pipeline import compile as _compile
+    """Compile a torch.nn.Module to a wasm artifact folder. See wasm_torch.compiler.pipeline.compile."""
+    from .compiler.pipeline import compile as _compile
 
     return _compile(model, example_inputs, out_dir, **options)
 
 
 def supported_ops() -> list[str]:
     """The core ATen ops the compiler can lower."""
-    from .frontend import supported_ops as _ops
+    from .compiler.frontend import supported_ops as _ops
 
     return _ops()
 

@@ -5,7 +5,7 @@ wasm-torch run out/ input.npy [more.npy ...] [--save y.npy]
 wasm-torch info out/
 wasm-torch serve out/ --port 8000 [--ray --replicas 2 --policy peak_ewma]
 wasm-torch package out/minilm --web site/
-wasm-torch keygen | sign | verify | encrypt | rotate-key   (integrity, see wasm_torch/integrity_cli.py)
+wasm-torch keygen | sign | verify | encrypt | rotate-key   (integrity, see wasm_torch/integrity/cli.py)
 wasm-torch bench [--models mlp,resnet18] [--quick] [--out bench/results/latest.json]
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import integrity_cli
 from .errors import WasmTorchError
+from .integrity import cli as integrity_cli
 
 
 def _factory(spec: str) -> Any:
@@ -122,7 +122,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_package(a: argparse.Namespace) -> int:
-    from .web import package_site
+    from .deploy.web import package_site
 
     site = package_site(a.artifact, a.web, vocab=a.vocab)
     print(f"wrote {site}/  ->  python {site}/serve.py 8000  then open http://127.0.0.1:8000/")
@@ -148,7 +148,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         keyring=Path(a.keyring) if a.keyring else None,
     )
     if a.ray:  # raises MissingDependency (a clear "pip install 'wasm-torch[ray]'") without Ray
-        from .serve.ray_serve import run as run_on_ray
+        from .serve.ray.app import run as run_on_ray
 
         run_on_ray(a.models, settings, host=a.host, port=a.port, num_replicas=a.replicas, policy=a.balancer)
         return 0

@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import wasm_torch
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir import verify
-from wasm_torch.ir.interp import run
-from wasm_torch.passes import PASSES
-from wasm_torch.passes.conv_bn import _per_channel, fold_conv_bn
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir import verify
+from wasm_torch.compiler.ir.interp import run
+from wasm_torch.compiler.passes import PASSES
+from wasm_torch.compiler.passes.conv_bn import _per_channel, fold_conv_bn
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 
-pc = importlib.import_module("wasm_torch.passes.pack_conv")  # the module (the package exports the pass)
+pc = importlib.import_module("wasm_torch.compiler.passes.pack_conv")  # the module (the package exports the pass)
 
 # (cin, cout, kernel, stride, padding, dilation, groups, bias, batch, H, W, post)
 CONVS = [

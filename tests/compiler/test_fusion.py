@@ -17,12 +17,12 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir import verify
-from wasm_torch.ir.interp import run
-from wasm_torch.passes import PASSES
-from wasm_torch.passes.fuse_elementwise import fuse_elementwise
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir import verify
+from wasm_torch.compiler.ir.interp import run
+from wasm_torch.compiler.passes import PASSES
+from wasm_torch.compiler.passes.fuse_elementwise import fuse_elementwise
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 from wasm_torch.zoo import build
 
 

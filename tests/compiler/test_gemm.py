@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir.interp import run
-from wasm_torch.passes import PASSES
-from wasm_torch.passes.pack_weights import PANEL
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir.interp import run
+from wasm_torch.compiler.passes import PASSES
+from wasm_torch.compiler.passes.pack_weights import PANEL
 
 # (rows, K, N, bias): rows are the flattened leading dims of each input
 SHAPES = [

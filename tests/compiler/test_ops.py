@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import wasm_torch
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir import verify
-from wasm_torch.ir.interp import run
-from wasm_torch.passes import PASSES
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir import verify
+from wasm_torch.compiler.ir.interp import run
+from wasm_torch.compiler.passes import PASSES
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 
 
 class Fn(nn.Module):

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from wasm_torch.frontend import from_torch
-from wasm_torch.ir.graph import evaluate_shape
-from wasm_torch.passes import PASSES, plan_memory
-from wasm_torch.passes.pack_weights import PANEL, pack
+from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler.ir.graph import evaluate_shape
+from wasm_torch.compiler.passes import PASSES, plan_memory
+from wasm_torch.compiler.passes.pack_weights import PANEL, pack
 
 
 def test_pack_round_trip_with_partial_panel():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import wasmtime
 
-from wasm_torch.build import compile_c
+from wasm_torch.compiler.build import compile_c
 from wasm_torch.config import settings
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 from wasm_torch.zoo import ZOO, build
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]

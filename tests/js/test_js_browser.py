@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch.export import Dim
 
-from wasm_torch.web import package_site
+from wasm_torch.deploy.web import package_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchain, pytest.mark.wasm]
 

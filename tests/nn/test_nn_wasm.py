@@ -3,7 +3,7 @@
 import pytest
 
 import wasm_torch
-from wasm_torch.pipeline import compare, reference_outputs
+from wasm_torch.compiler.pipeline import compare, reference_outputs
 
 from .test_nn_export import _cases
 

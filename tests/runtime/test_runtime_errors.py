@@ -182,7 +182,7 @@ def test_unbounded_dynamic_dim_is_refused(tmp_path):
 
 
 def test_validation_refuses_to_write(tmp_path, monkeypatch):
-    from wasm_torch import pipeline
+    from wasm_torch.compiler import pipeline
     from wasm_torch.errors import ValidationError
 
     real = pipeline.reference_outputs

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-import wasm_torch.serve.ray_env  # noqa: F401  (before test_ray imports ray: see ray_env.py)
-from wasm_torch.serve.faults import FaultPlan, FaultyModel
+import wasm_torch.serve.ray.env  # noqa: F401  (before test_ray imports ray: see serve/ray/env.py)
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.settings import ServeSettings
+from wasm_torch.serve.sim.faults import FaultPlan, FaultyModel
 
 from .fakes import FakeModel
 

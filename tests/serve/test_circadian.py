@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from wasm_torch.serve.circadian import CircadianController, CircadianSettings, Gate, Phase, clock_phase
-from wasm_torch.serve.circadian_sim import (
+from wasm_torch.serve.clock import FakeClock
+from wasm_torch.serve.sim.circadian import (
     DayConfig,
     Job,
     default_jobs,
@@ -15,7 +16,6 @@ from wasm_torch.serve.circadian_sim import (
     request_counts,
     simulate_day,
 )
-from wasm_torch.serve.clock import FakeClock
 
 # rate follows each step's count exactly (tiny EWMA window); load = requests/s / 100
 SETTINGS = CircadianSettings(

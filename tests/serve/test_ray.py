@@ -35,10 +35,10 @@ import wasm_torch
 from wasm_torch.errors import IndexOutOfRange, InputError
 from wasm_torch.serve.app import create_app
 from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout, classify
-from wasm_torch.serve.ray_env import init_ray
-from wasm_torch.serve.ray_ingress import RemotePool
-from wasm_torch.serve.ray_router import PolicyRouter, router_snapshot
-from wasm_torch.serve.ray_serve import APP_NAME, build_ray_app, deployment_name
+from wasm_torch.serve.ray.app import APP_NAME, build_ray_app, deployment_name
+from wasm_torch.serve.ray.env import init_ray
+from wasm_torch.serve.ray.ingress import RemotePool
+from wasm_torch.serve.ray.router import PolicyRouter, router_snapshot
 from wasm_torch.serve.settings import ServeSettings
 
 pytestmark = pytest.mark.toolchain
@@ -213,7 +213,7 @@ def test_bad_input_gets_the_plain_servers_status_and_error_body(cluster):
 
 
 def test_wasm_traps_stay_exceptions_in_the_driver_and_in_replicas(cluster, tmp_path):
-    """Ray's failure signal handler and faulthandler sit above wasmtime's unless ray_env stops
+    """Ray's failure signal handler and faulthandler sit above wasmtime's unless serve/ray/env.py stops
     them; then a trap crashed the whole process with SIGILL instead of raising."""
     local = wasm_torch.load(cluster.path.parent / "emb")
     with pytest.raises(IndexOutOfRange):

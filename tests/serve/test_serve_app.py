@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from wasm_torch.errors import DeadlineExceeded, FuelExhausted, InputError, TrapError
 from wasm_torch.serve.app import create_app
 from wasm_torch.serve.errors import STATUS_TABLE, RateLimited, classify
-from wasm_torch.serve.faults import FaultPlan, FaultyModel
 from wasm_torch.serve.settings import ServeSettings
+from wasm_torch.serve.sim.faults import FaultPlan, FaultyModel
 
 from .fakes import FakeModel, TokenModel, expected
 

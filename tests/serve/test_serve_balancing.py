@@ -8,7 +8,7 @@ import pytest
 
 from wasm_torch.serve.balancing import POLICIES, LoadStats, PeakEwma, WeightedScore, make_policy
 from wasm_torch.serve.clock import FakeClock
-from wasm_torch.serve.simulation import Scenario, compare, simulate
+from wasm_torch.serve.sim.balancing import Scenario, compare, simulate
 
 
 def stats(n: int, clock=None) -> list[LoadStats]:

@@ -14,8 +14,8 @@ import torch
 
 import wasm_torch
 from wasm_torch.serve.app import create_app
-from wasm_torch.serve.faults import FaultPlan, FaultyModel
 from wasm_torch.serve.settings import ServeSettings
+from wasm_torch.serve.sim.faults import FaultPlan, FaultyModel
 
 pytestmark = pytest.mark.toolchain
 

@@ -12,10 +12,10 @@ import torch
 from fastapi.testclient import TestClient
 
 import wasm_torch.serve
-from wasm_torch import signing
 from wasm_torch.cli import main
-from wasm_torch.encryption import Keyring, encrypt_artifact
 from wasm_torch.errors import ArtifactError, KeyringError
+from wasm_torch.integrity import signing
+from wasm_torch.integrity.encryption import Keyring, encrypt_artifact
 from wasm_torch.runtime import engine
 from wasm_torch.serve.app import create_app
 from wasm_torch.serve.settings import ServeSettings

@@ -49,7 +49,7 @@ def _outputs(y: Any) -> list[np.ndarray]:
 
 
 def _agreement(row: dict[str, Any], system: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
-    from ..pipeline import compare
+    from ..compiler.pipeline import compare
 
     c = compare(got, want, ATOL, RTOL)
     key = "max_abs_err" if system == "ours" else f"{system}_max_abs_err"

@@ -12,9 +12,9 @@ with copy=False that stay valid until the next call). Memory is capped at what t
 unless you pass memory_limit; deadline (seconds, epoch interruption) and fuel are opt-in.
 
 Integrity, all before wasmtime compiles anything: signature.json is checked over the exact bytes of
-manifest.json that are then parsed (when trusted_keys / require_signed are given, wasm_torch.signing),
+manifest.json that are then parsed (when trusted_keys / require_signed are given, wasm_torch.integrity.signing),
 model.wasm and weights.bin are read once and checked against the manifest's sha256, and an encrypted
-weights.bin.enc is decrypted in memory with the keyring (wasm_torch.encryption) and checked the same way.
+weights.bin.enc is decrypted in memory with the keyring (wasm_torch.integrity.encryption) and checked the same way.
 
 One instance is not thread-safe (one wasmtime Store); use one per thread.
 """
@@ -130,7 +130,7 @@ class WasmModule:
                 "signature checks need trusted_keys (.pub files or public keys, e.g. from `wasm-torch keygen`)"
             )
         try:  # lazy: cryptography is needed only for signed or encrypted artifacts
-            from ..signing import verify_manifest
+            from ..integrity.signing import verify_manifest
         except ImportError as e:
             raise ArtifactError(
                 f"signature checks need `cryptography>=48` (pip install cryptography): {e}"
@@ -146,7 +146,7 @@ class WasmModule:
     def _read_weights(self, raw_manifest: bytes, keyring: Any, verify: bool) -> np.ndarray:
         if self.encrypted:  # weights.bin.enc wins over a leftover weights.bin
             try:
-                from ..encryption import as_keyring, load_weights
+                from ..integrity.encryption import as_keyring, load_weights
             except ImportError as e:
                 raise ArtifactError(f"{ENCRYPTED_WEIGHTS} needs `cryptography>=48` to decrypt: {e}") from e
             plain = load_weights(self.path, raw_manifest, as_keyring(keyring, self.settings))

@@ -173,7 +173,7 @@ def build_app(
     registry: Registry, settings: ServeSettings, metrics: Metrics, *, clock: Clock = monotonic
 ) -> FastAPI:
     """The routes over a registry: `create_app` passes its in-process `Registry`; the Ray Serve
-    ingress (`ray_ingress.py`) passes one whose pools forward to Ray deployments."""
+    ingress (`ray/ingress.py`) passes one whose pools forward to Ray deployments."""
     server = Server(registry, settings, metrics, clock)
 
     @asynccontextmanager

@@ -2,7 +2,7 @@
 
 A policy ranks candidate replicas, most preferred first; the caller walks the ranking and takes
 the first replica that accepts (circuit closed, not isolated, queue not full). The same policy
-objects drive the live pool and the discrete-event simulation (`simulation.py`).
+objects drive the live pool and the discrete-event simulation (`sim/balancing.py`).
 """
 
 from __future__ import annotations

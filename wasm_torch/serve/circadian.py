@@ -23,7 +23,7 @@ at one period, so a caller that stopped asking gets no burst of catch-up runs).
 
 Not hooked into the server: the server's only periodic background work is the healer tick and the
 pool watchdog — safety work, and cheap (see docs/serving.md) — so this is a library plus the
-day simulation in `circadian_sim.py`.
+day simulation in `sim/circadian.py`.
 """
 
 from __future__ import annotations

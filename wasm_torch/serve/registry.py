@@ -77,7 +77,7 @@ def integrity_options(settings: ServeSettings) -> dict[str, Any]:
     configuration error (a key file that is missing or not a public key, an unreadable keyring)."""
     out: dict[str, Any] = {}
     if settings.require_signature or settings.trusted_keys:
-        from wasm_torch.signing import trusted
+        from ..integrity.signing import trusted
 
         out["trusted_keys"] = trusted(settings.trusted_keys)
         out["require_signed"] = settings.require_signature
@@ -86,7 +86,7 @@ def integrity_options(settings: ServeSettings) -> dict[str, Any]:
                 "require_signature is set but no trusted public key is given (--trust KEY.pub)"
             )
     if settings.keyring is not None:
-        from wasm_torch.encryption import Keyring
+        from ..integrity.encryption import Keyring
 
         out["keyring"] = Keyring.load(settings.keyring)
     return out

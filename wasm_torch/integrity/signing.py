@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
-from .artifact import (
+from ..artifact import (
     ENCRYPTED_WEIGHTS,
     MANIFEST,
     SIGNATURE,
@@ -44,7 +44,7 @@ from .artifact import (
     read_manifest_bytes,
     verify_files,
 )
-from .errors import KeyringError, SignatureError
+from ..errors import KeyringError, SignatureError
 
 FORMAT = "wasm-torch-signature/1"
 DOMAIN = b"wasm-torch-manifest-signature/1"

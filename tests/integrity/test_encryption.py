@@ -19,10 +19,10 @@ import torch
 import wasmtime
 
 import wasm_torch
-from wasm_torch import encryption, signing
 from wasm_torch.cli import main
-from wasm_torch.encryption import Keyring, decrypt_stream, encrypt_artifact, rotate_key
 from wasm_torch.errors import ArtifactError, DecryptionError, IntegrityError, KeyringError
+from wasm_torch.integrity import encryption, signing
+from wasm_torch.integrity.encryption import Keyring, decrypt_stream, encrypt_artifact, rotate_key
 from wasm_torch.runtime import engine
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]

@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..errors import UnsupportedOpError
+from ...errors import UnsupportedOpError
 from ..ir.graph import numel
 from .context import Lowering
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import UnsupportedOpError
+from ...errors import UnsupportedOpError
 
 CTYPE = {
     "f32": "float",

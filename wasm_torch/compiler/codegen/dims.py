@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..errors import GraphError
+from ...errors import GraphError
 
 
 def _parts(e: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import sympy
 
-from ..errors import UnsupportedOpError
+from ...errors import UnsupportedOpError
 from ..ir.graph import Dim, Graph, Node, TensorType, numel
 from ..ir.ops import ALIAS, CONV_ACTS, ELEMENTWISE, GEMM_ACTS, REDUCE
 from ..passes.memory_plan import MemoryPlan

@@ -19,8 +19,8 @@ from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
 
-from ..config import Settings
-from ..errors import BuildError
+from ...config import Settings
+from ...errors import BuildError
 
 STACK_BYTES = 1 << 20
 
@@ -58,7 +58,7 @@ FLAGS = [*COMMON, *KERNEL_FLAGS, *MODEL_FLAGS, *LINK_FLAGS]
 
 
 def kernel_dir() -> Path:
-    return Path(str(resources.files("wasm_torch") / "kernels"))
+    return Path(str(resources.files("wasm_torch.compiler") / "kernels"))
 
 
 def zig_command() -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .graph import DTYPES, Graph, Node, Symbol, evaluate_dim, evaluate_shape
 from .ops import CONV_ACTS, norm_axis
 

@@ -31,7 +31,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
-import wasm_torch.serve.ray_env  # noqa: F401  (before `import ray`: see ray_env.py)
+import wasm_torch.serve.ray.env  # noqa: F401  (before `import ray`: see serve/ray/env.py)
 
 # isort: split
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
@@ -82,7 +82,7 @@ class PolicyRouter(RequestRouter):
         self.avoided = 0  # routing decisions that ranked a self-reported unhealthy replica last
         # Ray pickles this class *by value* (RequestRouterConfig registers its module so), so the
         # unpickled copy has its own module globals: register through the real, imported module.
-        from wasm_torch.serve import ray_router as home
+        from wasm_torch.serve.ray import router as home
 
         home.register(self)
 

@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .artifact import FORMAT, MANIFEST, WASM, WEIGHTS, Manifest, TensorSpec, file_entry, read_manifest
+from ..artifact import FORMAT, MANIFEST, WASM, WEIGHTS, Manifest, TensorSpec, file_entry, read_manifest
+from ..config import settings as load_settings
+from ..errors import ValidationError
+from ..runtime import WasmModule
+from ..version import __version__
 from .build import FLAGS, compile_c
 from .codegen import ENTRY, generate_c
 from .codegen.dims import py_dim
-from .config import settings as load_settings
-from .errors import ValidationError
 from .frontend import from_torch
 from .ir import DTYPES, Graph, format_graph, verify
 from .passes import PASSES, MemoryPlan, plan_memory
-from .runtime import WasmModule
 
 
 @dataclass

@@ -14,9 +14,9 @@ import torch
 import wasmtime
 
 import wasm_torch
-from wasm_torch import signing
 from wasm_torch.cli import main
 from wasm_torch.errors import ArtifactError, IntegrityError, KeyringError, SignatureError
+from wasm_torch.integrity import signing
 from wasm_torch.runtime import engine
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]

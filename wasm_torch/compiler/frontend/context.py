@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..errors import GraphError, UnsupportedOpError
+from ...errors import GraphError, UnsupportedOpError
 from ..ir.graph import DTYPES, Dim, Node, TensorType, dim
 from ..ir.ops import infer
 

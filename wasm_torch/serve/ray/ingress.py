@@ -4,7 +4,7 @@
 the replica after the constructor has received the model deployments' handles, and we build the
 very routes `create_app` builds (`app.build_app`) over `RemoteRegistry`, whose `RemotePool`s send
 the parsed numpy inputs to the model deployments through those handles (routed by
-`ray_router.PolicyRouter`). Protocol, guard and error bodies are therefore the plain server's,
+`router.PolicyRouter`). Protocol, guard and error bodies are therefore the plain server's,
 and run once, before any compute. Errors raised in a model replica come back as Ray's
 `RayTaskError`; we hand on the original wasm-torch error so it is classified as usual.
 """
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import wasm_torch.serve.ray_env  # noqa: F401  (before `import ray`: see ray_env.py)
+import wasm_torch.serve.ray.env  # noqa: F401  (before `import ray`: see serve/ray/env.py)
 
 # isort: split
 from ray import serve
@@ -27,7 +27,7 @@ from wasm_torch.errors import WasmTorchError
 from wasm_torch.serve.app import build_app
 from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout
 from wasm_torch.serve.metrics import Metrics
-from wasm_torch.serve.ray_router import router_snapshot
+from wasm_torch.serve.ray.router import router_snapshot
 from wasm_torch.serve.registry import model_not_found
 from wasm_torch.serve.settings import ServeSettings
 

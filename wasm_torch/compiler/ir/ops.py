@@ -13,7 +13,7 @@ from typing import Any
 
 import sympy
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .graph import Dim, Node, Shape, TensorType, dim
 
 UNARY = [

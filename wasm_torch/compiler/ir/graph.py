@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..errors import GraphError
+from ...errors import GraphError
 
 # IR dtype name -> numpy dtype. `bool` is stored as one byte per element.
 DTYPES: dict[str, np.dtype] = {

@@ -62,7 +62,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     ids = verify_artifact(a.artifact, a.trust)
     print(f"{a.artifact}: signature OK (by {ids}); model.wasm and manifest hashes OK")
     if a.keyring:
-        from .artifact import ENCRYPTED_WEIGHTS, read_manifest_bytes
+        from ..artifact import ENCRYPTED_WEIGHTS, read_manifest_bytes
         from .encryption import Keyring, load_weights
 
         folder = Path(a.artifact)

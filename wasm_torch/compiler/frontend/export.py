@@ -16,7 +16,7 @@ import torch
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from ..errors import ExportError, GraphError, UnsupportedOpError
+from ...errors import ExportError, GraphError, UnsupportedOpError
 from ..ir.graph import Graph, Symbol, TensorType
 from .aten import IGNORED, TABLE, supported_ops
 from .context import Lowering, ir_dtype, source_line

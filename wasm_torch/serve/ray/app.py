@@ -1,0 +1,276 @@
+"""Scale-out on Ray Serve: the same KServe v2 app, with one Ray deployment per model.
+
+    app = build_ray_app("out/", num_replicas=2, policy="peak_ewma")   # a Ray Serve Application
+    run("out/", port=8000)                                            # start/connect Ray, serve, wait
+
+Architecture (docs/serving.md, "Scale-out on Ray Serve"):
+
+    HTTP ─▶ Ray proxy ─▶ Ingress (1 replica): the FastAPI app of `app.py`, guard and all
+                            │ parsed numpy inputs, through a DeploymentHandle whose request
+                            │ router is `router.PolicyRouter` (our balancing policies)
+                            ▼
+                         model-<name> (N replicas each): a `ModelPool` of wasm instances for the
+                         artifact, with its self-healing orchestrator and a `check_health`
+
+This file holds the model replica, the builder and the runner; the ingress is `ingress.py`
+(the very routes of `create_app`, so protocol, guard and error bodies are the plain server's),
+the request router `router.py`. Importing this module without Ray raises `MissingDependency`
+with the pip command to run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wasm_torch.errors import ArtifactError
+from wasm_torch.serve.balancing import POLICIES
+from wasm_torch.serve.errors import MissingDependency, ServeError, Unavailable
+from wasm_torch.serve.ray.env import init_ray  # before `import ray` below: see serve/ray/env.py
+from wasm_torch.serve.settings import ServeSettings
+
+MIN_RAY = (2, 60)
+try:
+    import ray
+    from ray import serve
+    from ray.serve.config import RequestRouterConfig
+except ImportError as e:
+    raise MissingDependency(
+        "serving on Ray needs Ray Serve, which is not installed: pip install 'wasm-torch[ray]'"
+    ) from e
+if tuple(int(p) for p in ray.__version__.split(".")[:2]) < MIN_RAY:
+    raise MissingDependency(
+        f"serving on Ray needs ray[serve] >= {'.'.join(map(str, MIN_RAY))} (found {ray.__version__}): "
+        "pip install -U 'wasm-torch[ray]'"
+    )
+
+from wasm_torch.serve.healing import Orchestrator  # noqa: E402  (after the dependency check)
+from wasm_torch.serve.metrics import Metrics  # noqa: E402
+from wasm_torch.serve.pool import ModelPool  # noqa: E402
+from wasm_torch.serve.ray.ingress import Ingress  # noqa: E402
+from wasm_torch.serve.ray.router import PolicyRouter  # noqa: E402
+from wasm_torch.serve.registry import NAME_RE, as_factory, discover, is_artifact  # noqa: E402
+
+APP_NAME = "wasm-torch"
+__all__ = ["APP_NAME", "ModelReplica", "build_ray_app", "deploy", "deployment_name", "run"]
+
+
+# --- one replica of one model ---------------------------------------------------------------
+class ModelReplica:
+    """A Ray Serve replica: a wasm instance pool (`settings.replicas` workers) for one artifact."""
+
+    def __init__(self, name: str, path: str, settings: ServeSettings) -> None:
+        self.name = name
+        self.replica = serve.get_replica_context().replica_tag
+        self.metrics = Metrics()
+        # the registry's factory: signature checks, encrypted weights and cascades as in `create_app`
+        factory, _, _ = as_factory(Path(path), settings)
+        self.pool = ModelPool(name, factory, settings, self.metrics)
+        self.served = 0  # infer calls answered by this replica (results or errors)
+        self.healer = Orchestrator([self.pool], self.metrics) if settings.healing else None
+        if self.healer is not None:
+            self.healer.start(settings.healing_interval_s)
+
+    async def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.pool.ainfer(inputs)
+        finally:
+            self.served += 1
+
+    def spec(self) -> dict[str, Any]:
+        return {"inputs": self.pool.inputs, "outputs": self.pool.outputs}
+
+    def problem(self) -> str | None:
+        """Why this replica should not serve (None = healthy)."""
+        if not self.pool.ready:
+            return "no wasm instance of the pool is available"
+        if self.pool.safe_mode:
+            return "the pool is in safe mode"
+        if not any(r.breaker.would_allow() for r in self.pool.replicas):
+            return "every circuit breaker of the pool is open"
+        return None
+
+    def check_health(self) -> None:
+        """Ray calls this every `health_check_period_s`; raising marks the replica unhealthy, and
+        after 3 consecutive failures Ray kills it and starts a fresh one."""
+        problem = self.problem()
+        if problem is not None:
+            raise Unavailable(f"replica {self.replica} of {self.name!r}: {problem}")
+
+    def record_routing_stats(self) -> dict[str, Any]:
+        """Polled by Ray every `request_routing_stats_period_s`; read by `PolicyRouter`."""
+        return {"healthy": self.problem() is None, "safe_mode": self.pool.safe_mode}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "problem": self.problem(),
+            "served": self.served,
+            **self.pool.describe(),
+        }
+
+    def enter_safe_mode(self) -> str:
+        """Operator (and test) hook: what the healer's last rung does. The replica keeps serving
+        (batch 1, short queues), fails its health check, and Ray replaces it."""
+        self.pool.enter_safe_mode()
+        return self.replica
+
+    def __del__(self) -> None:
+        healer, pool = getattr(self, "healer", None), getattr(self, "pool", None)
+        if healer is not None:
+            healer.stop()
+        if pool is not None:
+            pool.close()
+
+
+# --- building and running ---------------------------------------------------------------------
+def deployment_name(model: str) -> str:
+    return f"model-{model}"
+
+
+def _per_model(value: Any, name: str, what: str) -> Any:
+    if isinstance(value, Mapping):
+        if name not in value:
+            raise ValueError(f"{what} has no entry for model {name!r}")
+        return value[name]
+    return value
+
+
+def _runtime_env() -> dict[str, Any]:
+    """Workers must import wasm_torch: from a source tree (not installed), put it on PYTHONPATH."""
+    root = str(Path(__file__).resolve().parents[2])
+    if "site-packages" in root or "dist-packages" in root:
+        return {}
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def build_ray_app(
+    models: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
+    settings: ServeSettings | None = None,
+    *,
+    num_replicas: int | Mapping[str, int] = 2,
+    policy: str | Mapping[str, str] = "peak_ewma",
+    replica_cpus: float = 0.5,
+    ingress_cpus: float = 0.25,
+    max_ongoing_requests: int = 16,
+    health_check_period_s: float = 2.0,
+    health_check_timeout_s: float = 10.0,
+    routing_stats_period_s: float = 1.0,
+    probe_interval_s: float = 2.0,
+    seed: int | None = None,
+) -> Any:
+    """A Ray Serve Application: an ingress plus one deployment per artifact folder.
+
+    `settings` apply in every model replica (`settings.replicas` wasm workers per Ray replica,
+    batching, breakers, healing, sandbox limits) and in the ingress (guard). `num_replicas` and
+    `policy` may be one value or one per model name. Artifact paths must exist on every node
+    that runs a replica of that model (one machine, or a shared file system).
+    """
+    settings = settings or ServeSettings(replicas=1)
+    sources = discover(models) if isinstance(models, str | os.PathLike) else dict(models)
+    env = _runtime_env()
+    handles: dict[str, Any] = {}
+    for i, (name, source) in enumerate(sources.items()):
+        if not NAME_RE.match(name):
+            raise ValueError(f"invalid model name {name!r}")
+        if not isinstance(source, str | os.PathLike):
+            raise TypeError(
+                f"model {name!r}: Ray replicas load artifacts by path, got {type(source).__name__}"
+            )
+        path = Path(source).resolve()
+        if not is_artifact(path):
+            raise ArtifactError(f"model {name!r}: {path} is not an artifact folder (no manifest.json)")
+        chosen = _per_model(policy, name, "policy")
+        if chosen not in POLICIES:
+            raise ValueError(f"unknown balancing policy {chosen!r}; choose from {sorted(POLICIES)}")
+        router = RequestRouterConfig(
+            request_router_class=PolicyRouter,
+            request_router_kwargs={
+                "model": name,
+                "policy": chosen,
+                "seed": None if seed is None else seed + i,
+            },
+            request_routing_stats_period_s=routing_stats_period_s,
+        )
+        deployment = serve.deployment(
+            ModelReplica,
+            name=deployment_name(name),
+            num_replicas=int(_per_model(num_replicas, name, "num_replicas")),
+            max_ongoing_requests=max_ongoing_requests,
+            ray_actor_options={"num_cpus": replica_cpus, "runtime_env": env},
+            health_check_period_s=health_check_period_s,
+            health_check_timeout_s=health_check_timeout_s,
+            max_constructor_retry_count=3,  # loading is deterministic: a refused artifact stays refused
+            request_router_config=router,
+        )
+        handles[name] = deployment.bind(name, str(path), settings)
+    ingress = serve.deployment(
+        Ingress,
+        name="ingress",
+        num_replicas=1,
+        max_ongoing_requests=1000,
+        ray_actor_options={"num_cpus": ingress_cpus, "runtime_env": env},
+    )
+    return ingress.bind(handles, settings, probe_interval_s)
+
+
+def run(
+    models: str | os.PathLike[str],
+    settings: ServeSettings | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    blocking: bool = True,
+    **options: Any,
+) -> Any:
+    """What `wasm-torch serve out/ --ray` calls: start a local Ray (or join RAY_ADDRESS), serve the
+    app on host:port (loopback by default), and wait for Ctrl-C; returns the ingress handle."""
+    app = build_ray_app(models, settings, **options)  # fails on bad input before Ray starts
+    connected_here = not ray.is_initialized()
+    local = connected_here and not os.environ.get("RAY_ADDRESS")
+    if local:
+        init_ray(include_dashboard=False)
+    elif connected_here:  # join the cluster at RAY_ADDRESS (deployments carry their runtime_env)
+        init_ray()
+    keep = False
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        handle = deploy(app)
+        if not blocking:
+            keep = True
+            return handle
+        print(f"serving on http://{host}:{port}/v2 (Ray Serve); Ctrl-C to stop", file=sys.stderr)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        if not keep:
+            if local:  # our own Ray instance: stop all of it
+                serve.shutdown()
+            else:  # a shared cluster: remove only our application
+                serve.delete(APP_NAME)
+            if connected_here:
+                ray.shutdown()
+
+
+def deploy(app: Any, name: str = APP_NAME, route_prefix: str | None = "/") -> Any:
+    """`serve.run` with a clear error: Ray only says "failed to update the deployments"; the reason
+    (say, an artifact failing its integrity check) is the last line of each failed deployment's
+    status message."""
+    try:
+        return serve.run(app, name=name, route_prefix=route_prefix)
+    except RuntimeError as e:
+        status = serve.status().applications.get(name)
+        deployments = status.deployments.items() if status is not None else []
+        why = [
+            f"{name}: {d.message.strip().splitlines()[-1]}"
+            for name, d in deployments
+            if d.status == "DEPLOY_FAILED" and d.message.strip()
+        ]
+        raise ServeError(f"Ray Serve could not start {name!r}: {'; '.join(why) or e}") from e

@@ -1,0 +1,1 @@
+"""Simulations and fault injection used by benchmarks and tests; the server never runs them."""
