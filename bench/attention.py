@@ -14,8 +14,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,7 +25,7 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.compiler.passes import PASSES
+from wasm_torch.compiler import CompileOptions
 from wasm_torch.zoo import minilm
 
 
@@ -42,25 +41,12 @@ class Block(nn.Module):
         return o.transpose(1, 2).reshape(b, n, 384)
 
 
-@contextmanager
-def without_fusion() -> Iterator[None]:
-    saved = list(PASSES)
-    PASSES[:] = [p for p in PASSES if p[0] != "fuse_attention"]
-    try:
-        yield
-    finally:
-        PASSES[:] = saved
-
-
 def compile_pair(name: str, model, example, dyn, tmp: Path) -> dict:
     out = {}
     for variant in ("fused", "unfused"):
         t0 = time.perf_counter()
-        if variant == "fused":
-            art = wasm_torch.compile(model, example, tmp / f"{name}_{variant}", dynamic_shapes=dyn)
-        else:
-            with without_fusion():
-                art = wasm_torch.compile(model, example, tmp / f"{name}_{variant}", dynamic_shapes=dyn)
+        options = CompileOptions() if variant == "fused" else CompileOptions().without("fuse_attention")
+        art = wasm_torch.compile(model, example, tmp / f"{name}_{variant}", dynamic_shapes=dyn, options=options)
         ops = art.manifest.raw["ops"]
         out[variant] = {
             "art": art,
@@ -81,7 +67,7 @@ def timed(pair: dict, model, inputs, calls: int) -> dict:
     variant alike. Reports medians of the calling thread's CPU time (stable while other processes share
     the cores) and of wall time, and unfused / fused for both."""
     arrays = [x.numpy() for x in inputs]
-    mods = {v: pair[v]["art"].load() for v in ("fused", "unfused")}
+    mods = {v: wasm_torch.load(pair[v]["art"]) for v in ("fused", "unfused")}
 
     def eager() -> None:
         with torch.no_grad():

@@ -105,7 +105,7 @@ def main() -> int:
         )
         if a.compile_only:
             continue
-        mods = {"ours": art.load()}
+        mods = {"ours": wasm_torch.load(art)}
         if a.compare:
             mods["compare"] = wasm_torch.load(Path(a.compare) / name)
         xn = x.numpy()

@@ -6,11 +6,11 @@ the calling thread so other processes on a shared machine do not inflate it).
                            [--save DIR] [--against DIR]
 
 Each model is compiled once per variant in this process, then all are timed interleaved. Variants:
-how codegen/fused.py emits the innermost loop of all-f32 elementwise code (simd: explicit f32x4, the
+how the compiler (CompileOptions.elementwise, codegen/fused.py) emits the innermost loop of all-f32 elementwise code (simd: explicit f32x4, the
 default; pragma: scalar C under `#pragma clang loop vectorize(enable)`; scalar: plain loops; o3:
 plain loops with the model code compiled at -O3 instead of -Os, as a separate -O3 unit would be);
 unfused: scalar loops without the fuse_elementwise pass (the codegen before this work, with today's
-kernels); default: the pipeline as it is (works in a tree without codegen/fused.py too).
+kernels); default: the pipeline as it is.
 --save keeps the first variant's artifacts; --against DIR adds artifacts saved earlier (e.g. from
 the previous commit with --variants default --save DIR) as one more timed column, "before".
 Models: the zoo, all-MiniLM-L6-v2 at seq 128, a 768-wide 2-layer GPT-2 at seq 128
@@ -38,17 +38,13 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-import wasm_torch.compiler.passes
-from wasm_torch.compiler.build import zig
-from wasm_torch.compiler.pipeline import compare, reference_outputs
+from wasm_torch.artifact import Artifact
+from wasm_torch.compiler import CompileOptions
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.runtime import WasmModule
 from wasm_torch.zoo import ZOO, build, minilm
 
 warnings.filterwarnings("ignore")
-try:
-    from wasm_torch.compiler.codegen import fused
-except ImportError:  # a tree from before this benchmark (to --save "before" artifacts): --variants default
-    fused = None
 
 
 class GeluChain(nn.Module):
@@ -93,7 +89,7 @@ def median_ms(fn, repeat: int) -> float:
     return statistics.median(ts)
 
 
-VARIANTS = {  # variant -> (codegen/fused.py MODE, run the fusion pass, model code -O); default: as is
+VARIANTS = {  # variant -> (CompileOptions.elementwise, run the fusion pass, model code -O); default: as is
     "default": None,
     "simd": ("simd", True, "-Os"),
     "pragma": ("pragma", True, "-Os"),
@@ -103,22 +99,14 @@ VARIANTS = {  # variant -> (codegen/fused.py MODE, run the fusion pass, model co
 }
 
 
-def compile_variant(variant: str, model, example, dyn, out: Path) -> wasm_torch.compiler.pipeline.Artifact:
+def compile_variant(variant: str, model, example, dyn, out: Path) -> Artifact:
     if VARIANTS[variant] is None:
         return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
     mode, fuse, opt = VARIANTS[variant]
-    fused.MODE = mode
-    saved, flags = list(wasm_torch.compiler.passes.PASSES), (list(zig.MODEL_FLAGS), list(zig.FLAGS))
+    options = CompileOptions(elementwise=mode, model_opt=opt)
     if not fuse:
-        wasm_torch.compiler.passes.PASSES[:] = [p for p in saved if p[0] != "fuse_elementwise"]
-    zig.MODEL_FLAGS[:] = [opt]  # the build cache key includes FLAGS: keep it in step
-    zig.FLAGS[:] = [*zig.COMMON, *zig.KERNEL_FLAGS, opt, *zig.LINK_FLAGS]
-    try:
-        return wasm_torch.compile(model, example, out, dynamic_shapes=dyn)
-    finally:
-        wasm_torch.compiler.passes.PASSES[:] = saved
-        zig.MODEL_FLAGS[:], zig.FLAGS[:] = flags
-        fused.MODE = "simd"
+        options = options.without("fuse_elementwise")
+    return wasm_torch.compile(model, example, out, dynamic_shapes=dyn, options=options)
 
 
 def measure(name: str, variants: list[str], a: argparse.Namespace, tmp: Path) -> dict:
@@ -131,7 +119,7 @@ def measure(name: str, variants: list[str], a: argparse.Namespace, tmp: Path) ->
         art = compile_variant(v, model, example, dyn, tmp / name / v)
         if a.save and v == variants[0]:
             shutil.copytree(art.path, Path(a.save) / name, dirs_exist_ok=True)
-        m = art.load()
+        m = wasm_torch.load(art)
         got = m(*arrays)
         err = compare(list(got) if isinstance(got, tuple) else [got], want, 1e-4, 1e-3)
         r[v] = {"nodes": sum(art.manifest.raw["ops"].values()), "code_bytes": art.code_bytes}

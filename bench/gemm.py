@@ -38,7 +38,7 @@ def main() -> int:
         cases = []
         for m_, k, n in SHAPES:
             x = torch.randn(m_, k)
-            mod = wasm_torch.compile(nn.Linear(k, n), (x,), Path(tmp) / f"g{m_}_{k}_{n}").load()
+            mod = wasm_torch.load(wasm_torch.compile(nn.Linear(k, n), (x,), Path(tmp) / f"g{m_}_{k}_{n}"))
             mod(x.numpy())
             cases.append(((m_, k, n), mod, x.numpy()))
         times: dict[tuple[int, int, int], list[float]] = {shape: [] for shape, _, _ in cases}

@@ -55,7 +55,7 @@ def main() -> int:
                 rows.append({"mechanism": name, "error": str(e).splitlines()[0][:200]})
                 print(rows[-1], flush=True)
                 continue
-            m = art.load()
+            m = wasm_torch.load(art)
             arrays = [x.numpy() for x in args]
             with torch.no_grad():
                 t_torch = median_ms(lambda: model(*args), a.repeat)  # noqa: B023

@@ -82,7 +82,7 @@ def main() -> int:
     mods, base, sizes = {}, {}, {}
     for op in OPS:
         art = wasm_torch.compile(Op(op).eval(), (x,), tmp / op)
-        mods[op], sizes[op] = art.load(), art.code_bytes
+        mods[op], sizes[op] = wasm_torch.load(art), art.code_bytes
         if a.save:
             shutil.copytree(tmp / op, Path(a.save) / op, dirs_exist_ok=True)
         if a.against and (Path(a.against) / op).exists():

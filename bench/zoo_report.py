@@ -25,7 +25,7 @@ import torch
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.compiler.pipeline import compare, reference_outputs
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.zoo import ZOO, build, minilm
 
 
@@ -41,7 +41,7 @@ def median_ms(fn, repeat: int) -> float:
 
 def row(name, model, example, fresh, dyn, root: Path, repeat: int) -> dict:
     art = wasm_torch.compile(model, example, root / name, dynamic_shapes=dyn)
-    m = art.load()
+    m = wasm_torch.load(art)
     got = m(*[x.numpy() for x in fresh])
     got = list(got) if isinstance(got, tuple) else [got]
     err = compare(got, reference_outputs(model, fresh), 1e-4, 1e-3)

@@ -4,20 +4,28 @@
     m = wasm_torch.load("out/model")                     # wasmtime; numpy in, numpy out
     y = m(x)
 
-`load` needs only numpy + wasmtime; `compile` imports torch lazily.
+`load` needs only numpy + wasmtime; `compile`, `lower` and `CompileOptions` come from the compiler
+(torch, sympy, ziglang: `pip install 'wasm-torch[compile]'`) and are imported when first used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import errors
 from .errors import (
     ArtifactError,
     CompileError,
+    DeadlineExceeded,
     ExecutionError,
+    FuelExhausted,
+    IndexOutOfRange,
     InputError,
     IntegrityError,
     LimitError,
+    MemoryLimitError,
+    SignatureError,
+    TrapError,
     UnsupportedOpError,
     ValidationError,
     WasmTorchError,
@@ -40,19 +48,37 @@ def supported_ops() -> list[str]:
     return _ops()
 
 
+def __getattr__(name: str) -> Any:
+    """`CompileOptions` and `lower` live in the compiler, imported on first use (not by `load`)."""
+    if name in ("CompileOptions", "lower"):
+        from . import compiler
+
+        return getattr(compiler, name)
+    raise AttributeError(f"module 'wasm_torch' has no attribute {name!r}")
+
+
 __all__ = [
     "ArtifactError",
     "CompileError",
+    "CompileOptions",
+    "DeadlineExceeded",
     "ExecutionError",
+    "FuelExhausted",
+    "IndexOutOfRange",
     "InputError",
     "IntegrityError",
     "LimitError",
+    "MemoryLimitError",
+    "SignatureError",
+    "TrapError",
     "UnsupportedOpError",
     "ValidationError",
     "WasmModule",
     "WasmTorchError",
     "__version__",
     "compile",
+    "errors",
     "load",
+    "lower",
     "supported_ops",
 ]

@@ -6,7 +6,8 @@
     │   ├── UnsupportedOpError          an aten op (or dtype) we cannot lower; names op, source line, list
     │   ├── GraphError                  the IR verifier found an inconsistent graph (a compiler bug)
     │   ├── BuildError                  zig cc failed (stderr attached)
-    │   └── ValidationError             wasm output disagrees with PyTorch beyond tolerance
+    │   ├── ValidationError             wasm output disagrees with PyTorch beyond tolerance
+    │   └── PartitionError              a model cannot be split into the stages asked for
     ├── ArtifactError                   an artifact folder is missing, malformed or from another version
     │   ├── IntegrityError              a file's sha256 does not match the manifest (tampered/corrupt)
     │   │   ├── SignatureError          signature.json missing (when required), invalid, or by untrusted keys
@@ -14,6 +15,10 @@
     │   └── KeyringError                a key file or keyring is unusable, or lacks the key id a file needs
     ├── BenchmarkError                  `wasm-torch bench` cannot run: unknown model name, a peer runtime
     │                                   (Node, onnxruntime-web) missing or failing
+    ├── LearningError                   the autotuner / pattern memory cannot do what was asked
+    │                                   (corrupt memory file, empty search space, budget too small)
+    ├── NetworkError                    the edge network refused a message or cannot reach a peer
+    │   └── LedgerError                 a ledger entry is malformed, forged, or would overdraw
     └── ExecutionError                  anything that stops a call of a loaded module
         ├── InputError                  wrong input count, name, shape or dtype (also ValueError)
         ├── LimitError                  a sandbox limit was hit; the module stays usable
@@ -113,4 +118,20 @@ class IndexOutOfRange(TrapError, InputError):
 
 
 class BenchmarkError(WasmTorchError):
+    pass
+
+
+class PartitionError(CompileError):
+    pass
+
+
+class LearningError(WasmTorchError):
+    pass
+
+
+class NetworkError(WasmTorchError):
+    pass
+
+
+class LedgerError(NetworkError):
     pass

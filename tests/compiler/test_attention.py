@@ -18,12 +18,10 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
-from wasm_torch.compiler.frontend import from_torch
-from wasm_torch.compiler.ir import verify
+from wasm_torch.compiler import lower
+from wasm_torch.compiler.check import reference_outputs
 from wasm_torch.compiler.ir.interp import run
-from wasm_torch.compiler.passes import PASSES
 from wasm_torch.compiler.passes.strided_view import View
-from wasm_torch.compiler.pipeline import reference_outputs
 from wasm_torch.zoo import minilm
 from wasm_torch.zoo.models import build
 
@@ -93,11 +91,7 @@ class PlainAttention(nn.Module):
 
 
 def _ir(model, inputs, dynamic_shapes=None):
-    g = from_torch(model, inputs, dynamic_shapes)
-    for name, p in PASSES:
-        g = p(g)
-        verify(g, name)
-    return g
+    return lower(model, inputs, dynamic_shapes)
 
 
 def _close(got, want, atol=2e-5, rtol=1e-4):
@@ -248,7 +242,7 @@ def test_kernel_matches_torch_over_shapes_and_masks(tmp_path):
     g = torch.Generator().manual_seed(0)
     art = wasm_torch.compile(ManySDPA(), _inputs(g), tmp_path / "many")  # validated on these inputs
     assert art.report["ops"].get("attention") == len(CONFIGS)
-    m = art.load()
+    m = wasm_torch.load(art)
     for seed in (1, 2):  # and on fresh ones
         inputs = _inputs(torch.Generator().manual_seed(seed))
         got = m(*[x.numpy() for x in inputs])
@@ -265,7 +259,7 @@ def test_kernel_nan_rows_and_dynamic_length(tmp_path):
     dyn = {"q": {2: L}, "k": {2: L}, "v": {2: L}, "mask": {2: L, 3: L}}
     art = wasm_torch.compile(PlainAttention(), (q, k, v, mask), tmp_path / "plain", dynamic_shapes=dyn)
     assert art.report["ops"] == {"attention": 1}
-    m = art.load()
+    m = wasm_torch.load(art)
     for n in (2, 7, 128, 131, 300):  # 300: three query chunks and three 128-key tiles
         q, k, v = (torch.randn(1, 2, n, 24, generator=g) for _ in range(3))
         mask = torch.randn(1, 1, n, n, generator=g)
@@ -290,7 +284,7 @@ def test_kernel_causal_dynamic_length(tmp_path):
     x = tuple(torch.randn(2, 3, 9, 16, generator=g) for _ in range(3))
     art = wasm_torch.compile(Causal(), x, tmp_path / "causal", dynamic_shapes={n: {2: L} for n in "qkv"})
     assert art.report["ops"] == {"attention": 1}  # the causal mask subgraph is gone too
-    m = art.load()
+    m = wasm_torch.load(art)
     for n in (2, 5, 133, 200):
         x = tuple(torch.randn(2, 3, n, 16, generator=g) for _ in range(3))
         got = m(*[t.numpy() for t in x])

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import wasm_torch
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.compiler.frontend import from_torch
 from wasm_torch.compiler.ir import verify
 from wasm_torch.compiler.ir.interp import run
 from wasm_torch.compiler.passes import PASSES
 from wasm_torch.compiler.passes.conv_bn import _per_channel, fold_conv_bn
-from wasm_torch.compiler.pipeline import compare, reference_outputs
 
 pc = importlib.import_module("wasm_torch.compiler.passes.pack_conv")  # the module (the package exports the pass)
 
@@ -168,7 +168,7 @@ def test_convs_match_torch(tmp_path):
     torch.manual_seed(0)
     model = Convs().eval()
     art = wasm_torch.compile(model, conv_inputs(1), tmp_path / "convs")
-    m = art.load()
+    m = wasm_torch.load(art)
     for seed in (2, 3):
         inputs = conv_inputs(seed)
         res = compare(list(m(*[x.numpy() for x in inputs])), reference_outputs(model, inputs), 1e-4, 1e-3)
@@ -186,7 +186,7 @@ def test_pools_interpreter_matches_torch():
 def test_pools_match_torch(tmp_path):
     model = Pools()
     art = wasm_torch.compile(model, pool_inputs(1, nans=False), tmp_path / "pools", atol=1e-6, rtol=1e-5)
-    m = art.load()
+    m = wasm_torch.load(art)
     inputs = pool_inputs(2)
     got = list(m(*[x.numpy() for x in inputs]))
     assert_close(got, reference_outputs(model, inputs), 1e-6, 1e-5)
@@ -260,7 +260,7 @@ def test_weight_packing_round_trip():
 
 
 def test_kernel_constants_match_the_pass():
-    src = (resources.files("wasm_torch") / "kernels").joinpath
+    src = (resources.files("wasm_torch.compiler") / "kernels").joinpath
     conv, dw = src("wt_conv.h").read_text(), src("wt_dwconv.h").read_text()
     defines = dict(re.findall(r"#define (WT_\w+) (\d+)", conv + dw))
     assert int(defines["WT_CONV_MR"]) == pc.MR

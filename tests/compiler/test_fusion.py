@@ -17,21 +17,18 @@ from torch import nn
 from torch.export import Dim
 
 import wasm_torch
+from wasm_torch.compiler import CompileOptions
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.compiler.frontend import from_torch
 from wasm_torch.compiler.ir import verify
 from wasm_torch.compiler.ir.interp import run
-from wasm_torch.compiler.passes import PASSES
 from wasm_torch.compiler.passes.fuse_elementwise import fuse_elementwise
-from wasm_torch.compiler.pipeline import compare, reference_outputs
+from wasm_torch.compiler.pipeline import run_passes
 from wasm_torch.zoo import build
 
 
 def _passes(g, skip: str = ""):
-    for name, p in PASSES:
-        if name != skip:
-            g = p(g)
-            verify(g, name)
-    return g
+    return run_passes(g, CompileOptions().without(skip) if skip else CompileOptions())
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:  # GPT-2's NewGELUActivation, spelled out
@@ -150,7 +147,7 @@ def test_fused_chains_compile_and_match_torch(tmp_path, dynamic):
         model, _chain_inputs(3, 37), tmp_path / "chains", dynamic_shapes=dyn, atol=1e-5, rtol=1e-5
     )
     assert art.report["ops"] == {"fused_elementwise": 6, "mul": 1}
-    m = art.load()
+    m = wasm_torch.load(art)
     for cols in (1, 2, 3, 4, 5, 8, 37) if dynamic else (37,):
         inputs = _chain_inputs(3, cols, seed=cols)
         exact = [x.double() if x.is_floating_point() else x for x in inputs]  # torch in float64
@@ -171,7 +168,7 @@ def test_dynamic_length_vector_lanes_equal_scalar_tail(tmp_path):
     x = torch.randn(2, 9) * 4
     n = Dim("n", min=1, max=64)
     art = wasm_torch.compile(Unary().eval(), (x,), tmp_path / "dyn", dynamic_shapes={"x": {1: n}}, atol=1e-6)
-    m = art.load()
+    m = wasm_torch.load(art)
     long = torch.randn(1, 22) * 4
     got_long = m(long.reshape(2, 11).numpy())
     want = Unary()(long.reshape(2, 11)).numpy()

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from wasm_torch.compiler.frontend import from_torch
+import wasm_torch
+from wasm_torch.compiler import lower
 from wasm_torch.compiler.ir.interp import run
-from wasm_torch.compiler.passes import PASSES
 from wasm_torch.compiler.passes.pack_weights import PANEL
 
 # (rows, K, N, bias): rows are the flattened leading dims of each input
@@ -85,7 +85,7 @@ def test_packed_gemm_matches_float64_over_many_shapes(artifacts):
     xs = _inputs(SHAPES)
     art = artifacts("gemm_shapes", model, xs)
     assert art.report["ops"].get("matmul_packed") == len(SHAPES)
-    outs = art.load()(*[x.numpy() for x in xs])
+    outs = wasm_torch.load(art)(*[x.numpy() for x in xs])
     for (m, k, n, b), x, layer, got in zip(SHAPES, xs, model.layers, outs, strict=True):
         _assert_close(got, x, layer, f"rows={m} K={k} N={n} bias={b}")
 
@@ -110,10 +110,7 @@ class LinearAct(nn.Module):
 
 
 def _passes(model: nn.Module, xs: tuple[torch.Tensor, ...]):
-    g = from_torch(model, xs)
-    for _, p in PASSES:
-        g = p(g)
-    return g
+    return lower(model, xs)
 
 
 @pytest.mark.toolchain
@@ -124,7 +121,7 @@ def test_fused_activations_match_torch(artifacts):
     xs = tuple(torch.randn(2, 5, 23) * 2 for _ in model.layers)
     art = artifacts("gemm_acts", model, xs)
     assert not set(ACTS) & set(art.report["ops"]), art.report["ops"]  # every activation was fused
-    outs = art.load()(*[x.numpy() for x in xs])
+    outs = wasm_torch.load(art)(*[x.numpy() for x in xs])
     with torch.no_grad():
         want = model(*xs)
     for got, w, name in zip(outs, want, [a for a in ACTS for _ in (0, 1)], strict=True):
@@ -162,7 +159,7 @@ def test_epilogue_activation_accuracy(artifacts):
     )
     x = torch.tensor(grid.reshape(-1, n), dtype=torch.float32)
     art = artifacts("gemm_act_accuracy", IdentityAct(n).eval(), (x,))
-    relu, gelu, gelu_tanh = art.load()(x.numpy())
+    relu, gelu, gelu_tanh = wasm_torch.load(art)(x.numpy())
     x64 = x.double().numpy()
     np.testing.assert_array_equal(relu, np.maximum(x.numpy(), 0))
     for got, want, name in ((gelu, _gelu64(x64), "gelu"), (gelu_tanh, _gelu_tanh64(x64), "gelu_tanh")):

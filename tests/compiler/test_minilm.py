@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.export import Dim
 
+import wasm_torch
 from wasm_torch.zoo import minilm
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchain, pytest.mark.wasm]
@@ -42,7 +43,7 @@ def minilm_artifact(artifacts):
 
 def test_minilm_embeddings_match_torch_at_several_lengths(minilm_artifact):
     model, tok, art = minilm_artifact
-    m = art.load()
+    m = wasm_torch.load(art)
     lengths = set()
     for s in SENTENCES:
         enc = tok([s], return_tensors="pt", truncation=True, max_length=256)
@@ -60,7 +61,7 @@ def test_minilm_padded_batch(minilm_artifact):
     model, tok, art = minilm_artifact
     enc = tok(SENTENCES[:3], return_tensors="pt", padding=True)
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    m = art.load()
+    m = wasm_torch.load(art)
     # the artifact was exported with batch 1: a batch of 3 is a clear shape error, not a wrong answer
     with pytest.raises(ValueError, match="expects shape"):
         m(ids.numpy(), mask.numpy())

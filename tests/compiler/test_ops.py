@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import wasm_torch
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.compiler.frontend import from_torch
 from wasm_torch.compiler.ir import verify
 from wasm_torch.compiler.ir.interp import run
 from wasm_torch.compiler.passes import PASSES
-from wasm_torch.compiler.pipeline import compare, reference_outputs
 
 
 class Fn(nn.Module):
@@ -171,7 +171,7 @@ def test_wasm_matches_torch(name, tmp_path):
     fn, inputs = CASES[name]
     model = _model(fn)
     art = wasm_torch.compile(model, inputs, tmp_path / name, atol=1e-5, rtol=1e-4)
-    m = art.load()
+    m = wasm_torch.load(art)
     got = m(*[x.numpy() for x in inputs])
     got = list(got) if isinstance(got, tuple) else [got]
     res = compare(got, reference_outputs(model, inputs), 1e-5, 1e-4)
@@ -194,7 +194,7 @@ def test_math_functions_accuracy(tmp_path):
             ]
         )
     )
-    m = wasm_torch.compile(model, (x,), tmp_path / "math", atol=0, rtol=1e-5).load()
+    m = wasm_torch.load(wasm_torch.compile(model, (x,), tmp_path / "math", atol=0, rtol=1e-5))
     got = m(x.numpy())
     want = model(x).numpy()
     rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-6)

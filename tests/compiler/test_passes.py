@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from wasm_torch.compiler.frontend import from_torch
+from wasm_torch.compiler import lower
+from wasm_torch.compiler.codegen.memory_plan import plan_memory
 from wasm_torch.compiler.ir.graph import evaluate_shape
-from wasm_torch.compiler.passes import PASSES, plan_memory
 from wasm_torch.compiler.passes.pack_weights import PANEL, pack
 
 
@@ -23,9 +23,7 @@ def test_pack_round_trip_with_partial_panel():
 
 
 def _planned(model, inputs):
-    g = from_torch(model, inputs)
-    for _, p in PASSES:
-        g = p(g)
+    g = lower(model, inputs)
     return g, plan_memory(g)
 
 

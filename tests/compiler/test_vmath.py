@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 import wasmtime
 
+from wasm_torch.compiler import CompileOptions
 from wasm_torch.compiler.build import compile_c
 from wasm_torch.config import settings
 
@@ -53,7 +54,7 @@ class Harness:
     def __init__(self) -> None:
         engine = wasmtime.Engine()
         self.store = wasmtime.Store(engine)
-        module = wasmtime.Module(engine, compile_c(HARNESS, settings()))
+        module = wasmtime.Module(engine, compile_c(HARNESS, settings(), CompileOptions()))
         ex = wasmtime.Instance(self.store, module, []).exports(self.store)
         self.ex, self.mem = ex, ex["memory"]
         self.base = (ex["__heap_base"].value(self.store) + 63) // 64 * 64

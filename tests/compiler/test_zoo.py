@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from wasm_torch.compiler.pipeline import compare, reference_outputs
+import wasm_torch
+from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.zoo import ZOO, build
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.wasm]
@@ -18,7 +19,7 @@ def test_zoo_model_matches_torch_on_fresh_inputs(name, artifacts):
     model, example, dyn = build(name)
     art = artifacts(name, model, example, dyn)
     assert art.report["validation"]["ok"]
-    m = art.load()
+    m = wasm_torch.load(art)
     for seed in (11, 12):
         fresh = ZOO[name].inputs(torch.Generator().manual_seed(seed))
         got = m(*[x.numpy() for x in fresh])
@@ -34,7 +35,7 @@ def test_zoo_model_matches_torch_on_fresh_inputs(name, artifacts):
 def test_dynamic_dimension_runs_at_other_sizes(name, artifacts):
     model, example, dyn = build(name)
     art = artifacts(name, model, example, dyn)
-    m = art.load()
+    m = wasm_torch.load(art)
     g = torch.Generator().manual_seed(5)
     if name == "mlp":
         sizes = [(1, 64), (17, 64), (64, 64)]

@@ -3,7 +3,7 @@
 import pytest
 
 import wasm_torch
-from wasm_torch.compiler.pipeline import compare, reference_outputs
+from wasm_torch.compiler.check import compare, reference_outputs
 
 from .test_nn_export import _cases
 
@@ -39,6 +39,6 @@ def test_mechanism_compiles_to_wasm_and_matches_torch(name, tmp_path):
     model, inputs = _cases()[name]
     model.eval()
     art = wasm_torch.compile(model, inputs, tmp_path / name)  # validates on the example inputs
-    got = art.load()(*[x.numpy() for x in inputs])
+    got = wasm_torch.load(art)(*[x.numpy() for x in inputs])
     got = list(got) if isinstance(got, tuple) else [got]
     assert compare(got, reference_outputs(model, inputs), 1e-4, 1e-3)["ok"]

@@ -59,7 +59,7 @@ def small(tmp_path_factory):
 
 def test_wrong_count_shape_dtype(small):
     _, art = small
-    m = art.load()
+    m = wasm_torch.load(art)
     x = np.zeros((2, 8), np.float32)
     with pytest.raises(InputError, match="expects 1 inputs"):
         m(x, x)
@@ -79,7 +79,7 @@ def test_wrong_count_shape_dtype(small):
 
 def test_torch_tensors_and_named_inputs(small):
     model, art = small
-    m = art.load()
+    m = wasm_torch.load(art)
     x = torch.randn(5, 8)
     want = model(x).detach().numpy()
     np.testing.assert_allclose(m(x), want, atol=1e-6)
@@ -116,28 +116,28 @@ def test_tampered_and_broken_artifacts(small, tmp_path):
 def test_memory_cap(small):
     _, art = small
     with pytest.raises(MemoryLimitError, match="needs"):
-        art.load(memory_limit=65536)
-    m = art.load()
+        wasm_torch.load(art, memory_limit=65536)
+    m = wasm_torch.load(art)
     assert m.stats()["memory_bytes"] >= art.manifest.weights_bytes + art.manifest.arena_bytes
 
 
 def test_deadline_stops_a_long_call_and_the_module_recovers(heavy):
-    m = heavy.load(deadline=0.001)
+    m = wasm_torch.load(heavy, deadline=0.001)
     x = np.random.default_rng(0).standard_normal((128, 512)).astype(np.float32)
     for _ in range(3):  # repeated traps must not leak the shadow stack
         with pytest.raises(DeadlineExceeded, match="deadline"):
             m(x)
     m.deadline = 60.0
     y = m(x)
-    ref = heavy.load()(x)
+    ref = wasm_torch.load(heavy)(x)
     np.testing.assert_allclose(y, ref, rtol=1e-6)
 
 
 def test_fuel_limit_and_metering(heavy):
     x = np.ones((128, 512), np.float32)
     with pytest.raises(FuelExhausted, match="fuel"):
-        heavy.load(fuel=10_000)(x)
-    m = heavy.load(fuel=10**12)
+        wasm_torch.load(heavy, fuel=10_000)(x)
+    m = wasm_torch.load(heavy, fuel=10**12)
     m(x)
     m(x)
     s = m.stats()
@@ -146,7 +146,7 @@ def test_fuel_limit_and_metering(heavy):
 
 def test_out_of_range_index_traps_cleanly(tmp_path):
     emb = nn.Embedding(10, 4)
-    m = wasm_torch.compile(emb, (torch.tensor([1, 2]),), tmp_path / "emb").load()
+    m = wasm_torch.load(wasm_torch.compile(emb, (torch.tensor([1, 2]),), tmp_path / "emb"))
     with pytest.raises(TrapError, match="out of range") as e:
         m(np.array([3, 10]))
     assert isinstance(e.value, InputError)  # the caller's data is wrong: servers answer 4xx
@@ -198,7 +198,7 @@ def test_compiled_module_is_cached_in_memory_and_on_disk(small, tmp_path):
     import sys
 
     _, art = small
-    assert art.load().stats()["module_source"] == "memory"  # compiled once in this process already
+    assert wasm_torch.load(art).stats()["module_source"] == "memory"  # compiled once in this process already
     code = f"import wasm_torch; print(wasm_torch.load({str(art.path)!r}).stats()['module_source'])"
     env = {**os.environ, "WASM_TORCH_CACHE": str(tmp_path / "cache")}
     def run() -> str:

@@ -1,4 +1,4 @@
-"""`compile()`: PyTorch model -> verified wasm artifact. Reads top to bottom as the stages run.
+"""`lower()` and `compile()`: PyTorch model -> verified wasm artifact. Reads top to bottom as the stages run.
 
 torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zig cc -> wasm
 -> write to a temporary folder -> run it against PyTorch -> only then move it to out_dir
@@ -6,51 +6,41 @@ torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zi
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..artifact import FORMAT, MANIFEST, WASM, WEIGHTS, Manifest, TensorSpec, file_entry, read_manifest
+from ..artifact import (
+    Artifact,
+    MemorySpec,
+    SymbolSpec,
+    TensorSpec,
+    WeightSpec,
+    add_manifest_fields,
+    read_manifest,
+    write_artifact,
+)
 from ..config import settings as load_settings
 from ..errors import ValidationError
 from ..runtime import WasmModule
 from ..version import __version__
-from .build import FLAGS, compile_c
+from .build import compile_c, flags
+from .check import compare, reference_outputs
 from .codegen import ENTRY, generate_c
 from .codegen.dims import py_dim
+from .codegen.memory_plan import MemoryPlan, plan_memory
+from .cost import work
 from .frontend import from_torch
 from .ir import DTYPES, Graph, format_graph, verify
-from .passes import PASSES, MemoryPlan, plan_memory
-
-
-@dataclass
-class Artifact:
-    """A compiled model folder plus what the compiler measured while making it."""
-
-    path: Path
-    manifest: Manifest
-    report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def code_bytes(self) -> int:
-        return int(self.manifest.raw["files"][WASM]["bytes"])
-
-    @property
-    def weights_bytes(self) -> int:
-        return int(self.manifest.raw["files"][WEIGHTS]["bytes"])
-
-    def load(self, **options: Any) -> WasmModule:
-        return WasmModule(self.path, **options)
+from .options import CompileOptions
+from .passes import PASSES
 
 
 def _stages(progress: bool | Callable[[str], None]) -> Callable[[str], Any]:
@@ -78,12 +68,37 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = round((time.perf_counter() - t0) * 1e3, 1)
 
 
+def run_passes(g: Graph, options: CompileOptions) -> Graph:
+    """The passes `options` selects, in order; each result is verified, so a broken pass is caught
+    where it happens."""
+    for name, run_pass in PASSES:
+        if name in options.passes:
+            g = run_pass(g)
+            verify(g, name)
+    return g
+
+
+def lower(
+    model: torch.nn.Module,
+    example_inputs: tuple | list | torch.Tensor,
+    dynamic_shapes: Any = None,
+    options: CompileOptions | None = None,
+) -> Graph:
+    """torch.export -> core ATen -> our IR -> the passes: the graph that code generation receives."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    g = from_torch(model, tuple(example_inputs), dynamic_shapes)
+    verify(g, "frontend")
+    return run_passes(g, options or CompileOptions())
+
+
 def compile(
     model: torch.nn.Module,
     example_inputs: tuple | list | torch.Tensor,
     out_dir: str | Path,
     *,
     dynamic_shapes: Any = None,
+    options: CompileOptions | None = None,
     name: str | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
@@ -93,13 +108,15 @@ def compile(
     """Compile `model` to a wasm artifact folder at `out_dir`, checked against PyTorch first.
 
     example_inputs: the tensors to trace with (a tuple, or one tensor). dynamic_shapes: torch.export's
-    own format, e.g. {"ids": {1: Dim("seq", max=512)}}; every dynamic dim needs a max. The artifact is
-    written only if wasm and PyTorch agree on example_inputs within atol + rtol·|torch| (else
+    own format, e.g. {"ids": {1: Dim("seq", max=512)}}; every dynamic dim needs a max. options: the
+    compiler's choices (`CompileOptions`; the defaults are what we measured to be best). The artifact
+    is written only if wasm and PyTorch agree on example_inputs within atol + rtol·|torch| (else
     ValidationError with the max abs and relative errors).
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
+    options = options or CompileOptions()
     out_dir = Path(out_dir)
     name = name or out_dir.name or type(model).__name__
     cfg = load_settings()
@@ -110,19 +127,17 @@ def compile(
         g = from_torch(model, example_inputs, dynamic_shapes)
         verify(g, "frontend")
     step("export")
-    with _timed(t, "passes"):  # each pass is verified, so a broken pass is caught where it happens
-        for pass_name, run_pass in PASSES:
-            g = run_pass(g)
-            verify(g, pass_name)
+    with _timed(t, "passes"):
+        g = run_passes(g, options)
     step("passes")
     with _timed(t, "plan"):  # static memory plan: arena offsets reused by liveness, weight offsets
         plan = plan_memory(g)
     step("plan")
     with _timed(t, "codegen"):
-        c_source = generate_c(g, plan, header=f"generated by wasm-torch {__version__} for {name}")
+        c_source = generate_c(g, plan, options, header=f"generated by wasm-torch {__version__} for {name}")
     step("codegen")
     with _timed(t, "build"):  # zig cc -> wasm32 + SIMD128, cached by content hash
-        wasm = compile_c(c_source, cfg)
+        wasm = compile_c(c_source, cfg, options)
     step("build")
 
     tmp = Path(
@@ -130,7 +145,10 @@ def compile(
     )
     try:
         with _timed(t, "write"):
-            _write(tmp, g, plan, wasm, name, c_source if cfg.debug >= 2 else None)
+            _write(tmp, g, plan, wasm, name, options)
+            if cfg.debug >= 2:  # WASM_TORCH_DEBUG=2: keep the intermediates next to the artifact
+                (tmp / "model.c").write_text(c_source)
+                (tmp / "graph.txt").write_text(format_graph(g))
         step("write")
         report: dict[str, Any] = {
             "timings_ms": t,
@@ -138,12 +156,10 @@ def compile(
             "arena_bytes": plan.arena_bytes,
             "arena_unplanned_bytes": plan.unplanned_bytes,
         }
-        if validate:  # A8: refuse to write an artifact that disagrees with PyTorch
+        if validate:  # refuse to write an artifact that disagrees with PyTorch
             with _timed(t, "validate"):
                 report["validation"] = _validate(model, example_inputs, tmp, atol, rtol)
-            raw = json.loads((tmp / MANIFEST).read_text())
-            raw["validation"] = report["validation"]
-            (tmp / MANIFEST).write_text(json.dumps(raw, indent=1))
+            add_manifest_fields(tmp, {"validation": report["validation"]})
         step("validate")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -156,96 +172,40 @@ def compile(
     return Artifact(out_dir, read_manifest(out_dir), report)
 
 
-def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, c_source: str | None) -> None:
-    (folder / WASM).write_bytes(wasm)
+def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, options: CompileOptions) -> None:
     blob = bytearray(plan.weights_bytes)
     weights = []
     for c, arr in g.consts.items():
         off = plan.weight_offsets[c]
         data = arr.tobytes(order="C")
         blob[off : off + len(data)] = data
-        weights.append(
-            {"name": c, "dtype": DTYPES[g.types[c].dtype].name, "shape": list(arr.shape), "offset": off}
-        )
-    (folder / WEIGHTS).write_bytes(bytes(blob))
+        weights.append(WeightSpec(c, DTYPES[g.types[c].dtype].name, tuple(arr.shape), off))
 
-    def spec(v: str, k: int, prefix: str) -> dict[str, Any]:
+    def spec(v: str, label: str) -> TensorSpec:
         t = g.types[v]
-        return TensorSpec(
-            v if prefix == "input" else f"output_{k}",
-            DTYPES[t.dtype].name,
-            tuple(py_dim(d) for d in t.shape),
-            plan.offsets[v],
-        ).to_json()
+        return TensorSpec(label, DTYPES[t.dtype].name, tuple(py_dim(d) for d in t.shape), plan.offsets[v])
 
-    manifest = {
-        "format": FORMAT,
-        "name": name,
-        "entry": ENTRY,
-        "compiler": {
+    write_artifact(
+        folder,
+        name=name,
+        entry=ENTRY,
+        compiler={
             "wasm_torch": __version__,
             "torch": torch.__version__,
             "ziglang": version("ziglang"),
-            "flags": FLAGS,
+            "flags": flags(options),
+            "options": options.to_json(),
         },
-        "symbols": [
-            {"name": s.name, "min": s.min, "max": s.max, "input": s.input, "axis": s.axis}
-            for s in g.symbols.values()
-        ],
-        "inputs": [spec(v, k, "input") for k, v in enumerate(g.inputs)],
-        "outputs": [spec(v, k, "output") for k, v in enumerate(g.outputs)],
-        "memory": {
-            "weights_bytes": plan.weights_bytes,
-            "arena_bytes": plan.arena_bytes,
-            "arena_unplanned_bytes": plan.unplanned_bytes,
-            "align": 64,
-        },
-        "ops": g.op_counts(),
-        "weights": weights,
-        "files": {WASM: file_entry(folder / WASM), WEIGHTS: file_entry(folder / WEIGHTS)},
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if c_source is not None:  # WASM_TORCH_DEBUG=2: keep the intermediates next to the artifact
-        (folder / "model.c").write_text(c_source)
-        (folder / "graph.txt").write_text(format_graph(g))
-
-
-def reference_outputs(model: torch.nn.Module, inputs: tuple) -> list[np.ndarray]:
-    with torch.no_grad():
-        out = model(*inputs)
-    leaves, _ = torch.utils._pytree.tree_flatten(out)
-    return [x.detach().cpu().numpy() for x in leaves if isinstance(x, torch.Tensor)]
-
-
-def compare(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: float) -> dict[str, Any]:
-    """Max abs / relative error per output, and whether all are within atol + rtol·|want|."""
-    if len(got) != len(want):
-        raise ValidationError(f"wasm returned {len(got)} outputs, PyTorch {len(want)}")
-    per, ok = [], True
-    for k, (a, b) in enumerate(zip(got, want, strict=True)):
-        if a.shape != b.shape:
-            raise ValidationError(f"output {k}: wasm shape {a.shape} != PyTorch shape {b.shape}")
-        if b.dtype.kind in "biu":
-            bad = int(np.count_nonzero(a != b))
-            per.append({"max_abs_err": float(bad), "max_rel_err": float(bad), "exact": True})
-            ok &= bad == 0
-            continue
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        diff = np.abs(a64 - b64)
-        both_nan = np.isnan(a64) & np.isnan(b64)
-        diff = np.where(both_nan | (a64 == b64), 0.0, diff)
-        max_abs = float(np.nanmax(diff)) if diff.size else 0.0
-        rel = diff / np.maximum(np.abs(b64), 1e-12)
-        max_rel = float(np.nanmax(np.where(diff == 0, 0, rel))) if diff.size else 0.0
-        within = bool(np.all(both_nan | (diff <= atol + rtol * np.abs(b64))))  # NaN where torch has NaN is a match
-        per.append({"max_abs_err": max_abs, "max_rel_err": max_rel})
-        ok &= within
-    return {
-        "ok": ok,
-        "outputs": per,
-        "max_abs_err": max(p["max_abs_err"] for p in per) if per else 0.0,
-        "max_rel_err": max(p["max_rel_err"] for p in per) if per else 0.0,
-    }
+        symbols=[SymbolSpec(s.name, s.min, s.max, s.input, s.axis) for s in g.symbols.values()],
+        inputs=[spec(v, v) for v in g.inputs],
+        outputs=[spec(v, f"output_{k}") for k, v in enumerate(g.outputs)],
+        memory=MemorySpec(plan.weights_bytes, plan.arena_bytes, plan.unplanned_bytes, plan.peak_live_bytes),
+        ops=g.op_counts(),
+        weights=weights,
+        work=work(g),
+        wasm=wasm,
+        weights_blob=bytes(blob),
+    )
 
 
 def _validate(
@@ -264,3 +224,6 @@ def _validate(
             "If the model is numerically sensitive, pass a larger atol/rtol; otherwise please report a bug."
         )
     return res
+
+
+__all__ = ["compile", "lower", "run_passes"]

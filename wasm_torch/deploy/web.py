@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..artifact import MANIFEST, WASM, WEIGHTS, read_manifest, verify_files
 
-JS_DIR = Path(__file__).resolve().parent / "js"
+JS_DIR = Path(__file__).resolve().parent.parent / "js"  # wasm_torch/js: the JS runtime package
 RUNTIME_FILES = ("wasm-torch.mjs", "wasm-torch-worker.mjs", "wordpiece.mjs", "embed.mjs")
 HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",

@@ -1,5 +1,5 @@
 """C -> wasm through the ziglang package, cached by content hash."""
 
-from .zig import FLAGS, compile_c
+from .zig import compile_c, flags
 
-__all__ = ["FLAGS", "compile_c"]
+__all__ = ["compile_c", "flags"]

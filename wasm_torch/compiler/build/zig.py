@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...config import Settings
 from ...errors import BuildError
+from ..options import CompileOptions
 
 STACK_BYTES = 1 << 20
 
@@ -43,8 +44,6 @@ COMMON = [
     "-Wno-unused-function",
     "-Wno-unused-variable",
 ]
-KERNEL_FLAGS = ["-O3"]
-MODEL_FLAGS = ["-Os"]
 LINK_FLAGS = [
     "-Wl,--no-entry",
     "-Wl,--export-dynamic",
@@ -54,7 +53,16 @@ LINK_FLAGS = [
     f"-Wl,-z,stack-size={STACK_BYTES}",
     "-Wl,--strip-debug",
 ]
-FLAGS = [*COMMON, *KERNEL_FLAGS, *MODEL_FLAGS, *LINK_FLAGS]
+
+
+def flags(options: CompileOptions) -> dict[str, list[str]]:
+    """The exact zig cc flags of a build with these options (recorded in the manifest)."""
+    return {
+        "common": COMMON,
+        "kernels": [options.kernel_opt],
+        "model": [options.model_opt],
+        "link": LINK_FLAGS,
+    }
 
 
 def kernel_dir() -> Path:
@@ -101,16 +109,17 @@ def _store(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def kernels_object(settings: Settings) -> Path:
-    """kernels.c compiled at -O3; one per (kernel sources, flags, zig version)."""
-    key = _hash(_kernel_sources(), *COMMON, *KERNEL_FLAGS, version("ziglang"))
+def kernels_object(settings: Settings, options: CompileOptions) -> Path:
+    """kernels.c compiled at options.kernel_opt; one per (kernel sources, flags, zig version)."""
+    kflags = flags(options)["kernels"]
+    key = _hash(_kernel_sources(), *COMMON, *kflags, version("ziglang"))
     obj = settings.cache_dir / "build" / f"kernels-{key[:32]}.o"
     if obj.exists() and not settings.no_cache:
         return obj
     with tempfile.TemporaryDirectory(prefix="wasm_torch_k_") as tmp:
         out = Path(tmp) / "kernels.o"
         _run(
-            [*zig_command(), *COMMON, *KERNEL_FLAGS, "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
+            [*zig_command(), *COMMON, *kflags, "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
             settings,
             "compiling the kernel library",
         )
@@ -118,18 +127,19 @@ def kernels_object(settings: Settings) -> Path:
     return obj
 
 
-def compile_c(c_source: str, settings: Settings) -> bytes:
+def compile_c(c_source: str, settings: Settings, options: CompileOptions) -> bytes:
     """Compile generated model C (which includes wt_kernels.h) and link it with the kernels."""
-    key = _hash(_kernel_sources(), c_source, *FLAGS, version("ziglang"))
+    f = flags(options)
+    key = _hash(_kernel_sources(), c_source, *(x for v in f.values() for x in v), version("ziglang"))
     cached = settings.cache_dir / "build" / f"{key}.wasm"
     if cached.exists() and not settings.no_cache:
         return cached.read_bytes()
-    kobj = kernels_object(settings)
+    kobj = kernels_object(settings, options)
     with tempfile.TemporaryDirectory(prefix="wasm_torch_build_") as tmp:
         src, obj, out = Path(tmp) / "model.c", Path(tmp) / "model.o", Path(tmp) / "model.wasm"
         src.write_text(c_source)
         _run(
-            [*zig_command(), *COMMON, *MODEL_FLAGS, "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
+            [*zig_command(), *COMMON, *f["model"], "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
             settings,
             "compiling the model code",
             keep=src,

@@ -1,12 +1,13 @@
 """Elementwise loop nests: one elementwise op, or a `fused_elementwise` program (passes/fuse_elementwise.py).
 
-Each step of the program becomes one C local, composed from the op -> C table (`ctable.py`), so
+Each step of the program becomes one C local, composed from its op's `c_expr` facet (the op
+registry; elementwise ops are in ops/elementwise.py), so
 intermediates stay in registers and the output is written once:
 
     for (...) { float t0 = (float)(wt_powf(v_x[i], 3.0f)); float t1 = (float)((t0 * 0.044715f)); ...
                 v_y[i] = t7; }
 
-When every value of the program is float32 and every op has a SIMD form (`VECTOR`), the innermost
+When every value of the program is float32 and every op has an f32x4 form (`vector` facet), the innermost
 loop runs four elements at a time on f32x4 (wasm_simd128.h, the math of kernels/wt_vmath.h):
 contiguous operands are loaded, operands broadcast along it are splatted, scalars are constants.
 Leftover elements: when the length is a known multiple of 4 there are none; when it is a known
@@ -23,49 +24,13 @@ from typing import TYPE_CHECKING
 import sympy
 
 from ..ir.graph import Dim, Node
-from ..ir.ops import Step, program_types
-from .ctable import CTYPE, expr, literal
+from ..ir.op import Step, op_def, program_types
+from .ctable import CTYPE
 from .dims import c_dim
+from .loops import broadcast_strides, contiguous_strides
 
 if TYPE_CHECKING:
     from .emit import Emitter
-
-# How the innermost loop of an all-f32 program is emitted: "simd" (explicit f32x4, the choice),
-# "pragma" (scalar C with `#pragma clang loop vectorize(enable)`) or "scalar". Only bench/fusion.py
-# changes it, to measure the alternatives.
-MODE = "simd"
-
-VECTOR = {
-    "add": "WT_VADD({0}, {1})",
-    "sub": "WT_VSUB({0}, {1})",
-    "mul": "WT_VMUL({0}, {1})",
-    "div": "WT_VDIV({0}, {1})",
-    "neg": "wasm_f32x4_neg({0})",
-    "abs": "wasm_f32x4_abs({0})",
-    "copy": "{0}",
-    # pmax(a, b) = a < b ? b : a: the same choices (and NaN handling) as the scalar WT_MAX / WT_MIN
-    "relu": "wasm_f32x4_pmax(WT_F4(0.0f), {0})",
-    "maximum": "wasm_f32x4_pmax({1}, {0})",
-    "minimum": "wasm_f32x4_pmin({1}, {0})",
-    "sqrt": "wasm_f32x4_sqrt({0})",
-    "rsqrt": "WT_VDIV(WT_F4(1.0f), wasm_f32x4_sqrt({0}))",
-    "reciprocal": "WT_VDIV(WT_F4(1.0f), {0})",
-    "floor": "wasm_f32x4_floor({0})",
-    "ceil": "wasm_f32x4_ceil({0})",
-    "exp": "wt_v_expf({0})",
-    "tanh": "wt_v_tanhf({0})",
-    "sigmoid": "wt_v_sigmoidf({0})",
-    "silu": "wt_v_siluf({0})",
-    "gelu": "wt_v_geluf({0})",
-    "gelu_tanh": "wt_v_gelu_tanhf({0})",
-    "erf": "wt_v_erff({0})",
-    "hardsigmoid": "wasm_f32x4_pmin(WT_F4(1.0f), wasm_f32x4_pmax(WT_F4(0.0f), "
-    "WT_VADD(WT_VMUL({0}, WT_F4(1.0f / 6.0f)), WT_F4(0.5f))))",
-    "hardswish": "WT_VMUL({0}, wasm_f32x4_pmin(WT_F4(1.0f), wasm_f32x4_pmax(WT_F4(0.0f), "
-    "WT_VADD(WT_VMUL({0}, WT_F4(1.0f / 6.0f)), WT_F4(0.5f)))))",
-}
-# pow with a constant exponent: the cases wt_powf special-cases, so vector and scalar agree
-VECTOR_POW = {2.0: "WT_VMUL({0}, {0})", 3.0: "WT_VMUL(WT_VMUL({0}, {0}), {0})", 0.5: "wasm_f32x4_sqrt({0})"}
 
 
 def program_of(n: Node) -> tuple[Step, ...]:
@@ -101,7 +66,9 @@ class ElementwiseLoop:
             args = [vals[a] for a in s.args]
             in_dtype = dtypes[s.args[1 if s.op == "where" else 0]]
             ct = CTYPE[self.types[j].dtype]
-            value = f"({ct}){expr(s.op, in_dtype, self.types[j].dtype, s.attrs).format(*args)}"
+            c_expr = op_def(s.op).c_expr
+            assert c_expr is not None, s.op  # every elementwise op has one (test_op_registry)
+            value = f"({ct}){c_expr(in_dtype, self.types[j].dtype, s.attrs).format(*args)}"
             if j == len(self.program) - 1:
                 lines.append(f"{em.var(n.outputs[0])}[{offs[0]}] = {value};")
             else:
@@ -129,30 +96,20 @@ class ElementwiseLoop:
             return None
         out = []
         for s in self.program:
-            if s.op == "pow":
-                b = self.em.g.consts.get(self.n.inputs[s.args[1]]) if s.args[1] < self.k else None
-                value = float(b.item()) if b is not None and b.size == 1 else None
-                if value not in VECTOR_POW:
-                    return None
-                out.append(VECTOR_POW[value])
-            elif s.op == "clamp":
-                e = "{0}"
-                if s.attrs.get("min") is not None:
-                    e = f"wasm_f32x4_pmax(wasm_f32x4_splat({literal(s.attrs['min'], 'f32')}), {e})"
-                if s.attrs.get("max") is not None:
-                    e = f"wasm_f32x4_pmin(wasm_f32x4_splat({literal(s.attrs['max'], 'f32')}), {e})"
-                out.append(e)
-            elif s.op == "leaky_relu":
-                slope = literal(s.attrs["slope"], "f32")
-                out.append(
-                    f"wasm_v128_bitselect({{0}}, WT_VMUL({{0}}, WT_F4({slope})), "
-                    "wasm_f32x4_ge({0}, WT_F4(0.0f)))"
-                )
-            elif s.op in VECTOR:
-                out.append(VECTOR[s.op])
-            else:
+            vector = op_def(s.op).vector
+            scalars = [self._scalar_arg(a) for a in s.args]
+            template = vector(s.attrs, scalars) if vector is not None else None
+            if template is None:
                 return None
+            out.append(template)
         return out
+
+    def _scalar_arg(self, a: int) -> float | None:
+        """The value of program argument `a` when it is a one-element constant input, else None."""
+        if a >= self.k:
+            return None
+        b = self.em.g.consts.get(self.n.inputs[a])
+        return float(b.item()) if b is not None and b.size == 1 else None
 
     def vector_body(self, offs: list[str], inner: list[Dim], j: str, templates: list[str]) -> None:
         em, n = self.em, self.n
@@ -176,7 +133,8 @@ class ElementwiseLoop:
         em = self.em
         shape = em.t(self.n.outputs[0]).shape
         bases = ["0"] * len(self.strides)
-        templates = self.vector_templates() if MODE == "simd" else None
+        mode = em.options.elementwise
+        templates = self.vector_templates() if mode == "simd" else None
         merged = em.merged(shape, self.strides)
         last = merged[-1] if merged else None
         if (
@@ -185,7 +143,7 @@ class ElementwiseLoop:
             or any(s not in (0, 1) for s in last[1])
             or (isinstance(last[0], int) and last[0] < 4)
         ):
-            pragma = "#pragma clang loop vectorize(enable)" if MODE == "pragma" else ""
+            pragma = "#pragma clang loop vectorize(enable)" if mode == "pragma" else ""
             em.loops(shape, self.strides, bases, self.scalar_body, inner_pragma=pragma)
             return
         n_inner, inner = last
@@ -194,8 +152,7 @@ class ElementwiseLoop:
 
         def inner_loop(offs: list[str]) -> None:
             w = em.w
-            em._loop += 1
-            j, size = f"i{em._loop}", c_dim(n_inner)
+            j, size = em.new_index(), c_dim(n_inner)
             if _multiple_of_4(n_inner):
                 w.line(f"for (int {j} = 0; {j} < {size}; {j} += 4) {{")
                 w.depth += 1
@@ -228,5 +185,8 @@ def _plus(off: str, j: str) -> str:
     return j if off == "0" else f"{off} + {j}"
 
 
-def emit_elementwise(em: Emitter, n: Node, strides: list[list[Dim]]) -> None:
+def emit_elementwise(em: Emitter, n: Node) -> None:
+    """The C emitter of every elementwise op and of `fused_elementwise`."""
+    ot = em.t(n.outputs[0])
+    strides = [contiguous_strides(ot.shape)] + [broadcast_strides(em.t(i).shape, ot.shape) for i in n.inputs]
     ElementwiseLoop(em, n, strides).emit()

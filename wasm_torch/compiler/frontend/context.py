@@ -16,7 +16,7 @@ import torch
 
 from ...errors import GraphError, UnsupportedOpError
 from ..ir.graph import DTYPES, Dim, Node, TensorType, dim
-from ..ir.ops import infer
+from ..ir.op import infer
 
 TORCH_TO_IR = {
     torch.float32: "f32",

@@ -1,8 +1,9 @@
-"""The IR: graph, ops (shape rules), verifier, reference interpreter, text form."""
+"""The IR: graph, op registry (ir/op.py; the ops themselves are in compiler/ops/), verifier,
+reference interpreter, text form."""
 
 from .graph import DTYPES, Graph, Node, Symbol, TensorType
-from .ops import ALL_OPS
+from .op import OPS, OpDef, all_ops
 from .text import format_graph
 from .verify import verify
 
-__all__ = ["ALL_OPS", "DTYPES", "Graph", "Node", "Symbol", "TensorType", "format_graph", "verify"]
+__all__ = ["DTYPES", "OPS", "Graph", "Node", "OpDef", "Symbol", "TensorType", "all_ops", "format_graph", "verify"]

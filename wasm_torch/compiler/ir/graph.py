@@ -47,6 +47,11 @@ def dim(d: Any) -> Dim:
     return int(d)
 
 
+def dims_equal(a: Dim, b: Dim) -> bool:
+    """Whether two dimensions are the same for every binding of the symbols (e.g. 2*s == s + s)."""
+    return a == b or sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
+
+
 def numel(shape: Shape) -> Dim:
     n: Dim = 1
     for d in shape:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...errors import GraphError
 from .graph import Graph
-from .ops import infer
+from .op import infer
 
 
 def verify(g: Graph, stage: str = "") -> None:

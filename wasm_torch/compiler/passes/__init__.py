@@ -9,7 +9,6 @@ from .fold import fold_constants
 from .fuse_attention import fuse_attention
 from .fuse_elementwise import fuse_elementwise
 from .fuse_epilogue import fuse_epilogue
-from .memory_plan import MemoryPlan, plan_memory
 from .pack_conv import pack_conv
 from .pack_weights import pack_weights
 from .shapes import propagate_shapes
@@ -28,4 +27,4 @@ PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("propagate_shapes", propagate_shapes),
 ]
 
-__all__ = ["PASSES", "MemoryPlan", "plan_memory"]
+__all__ = ["PASSES"]

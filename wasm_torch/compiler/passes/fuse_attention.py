@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Dim, Graph, Node, numel
-from ..ir.ops import norm_axis
+from ..ir.op import norm_axis
 from .causal_mask import is_causal_mask
 from .strided_view import View, same
 

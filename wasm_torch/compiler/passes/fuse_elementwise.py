@@ -8,7 +8,7 @@ op to read back. Here an elementwise node is computed inside the loop of the nod
 - it is not a graph output,
 - it has the group's output shape, so every element is computed exactly once.
 
-A group becomes one node whose attr `program` is a tuple of `ir.ops.Step`s over the node's inputs
+A group becomes one node whose attr `program` is a tuple of `ir.op.Step`s over the node's inputs
 (each input broadcast to the output shape, scalars included), evaluated in order; the last step is
 the output. Example, GPT-2's GELU (8 nodes -> 1):
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import sympy
 
 from ..ir.graph import Graph, Node, Shape
-from ..ir.ops import ELEMENTWISE, Step
+from ..ir.op import Step, in_group
 
 
 def _same_shape(a: Shape, b: Shape) -> bool:
@@ -46,7 +46,7 @@ def fuse_elementwise(g: Graph) -> Graph:
     root: dict[int, int] = {}
     for i in range(len(g.nodes) - 1, -1, -1):
         n = g.nodes[i]
-        if n.op not in ELEMENTWISE:
+        if not in_group(n.op, "elementwise"):
             continue
         out = n.outputs[0]
         groups = {root.get(r) for r in readers.get(out, ())}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, TensorType
-from ..ir.ops import GEMM_ACTS
+from ..ops.matmul import GEMM_ACTS
 
 
 def fuse_epilogue(g: Graph) -> Graph:

@@ -7,7 +7,7 @@ verifier checks the result).
 from __future__ import annotations
 
 from ..ir.graph import Graph
-from ..ir.ops import infer
+from ..ir.op import infer
 
 
 def propagate_shapes(g: Graph) -> Graph:

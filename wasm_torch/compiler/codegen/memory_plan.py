@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...artifact import ALIGN
 from ..ir.graph import Graph, evaluate_shape, numel
-from ..ir.ops import ALIAS
-
-ALIGN = 64
+from ..ir.op import in_group
 
 
 def _align(n: int) -> int:
@@ -29,6 +28,7 @@ class MemoryPlan:
     weight_offsets: dict[str, int]  # constant -> byte offset in weights.bin
     weights_bytes: int
     alias_root: dict[str, str]  # value -> the value that owns its storage
+    peak_live_bytes: int  # the most activation bytes live at one program point: no plan can use less
 
 
 def plan_memory(g: Graph) -> MemoryPlan:
@@ -44,7 +44,7 @@ def plan_memory(g: Graph) -> MemoryPlan:
 
     root: dict[str, str] = {}
     for n in g.nodes:
-        if n.op in ALIAS:
+        if in_group(n.op, "alias"):
             src = n.inputs[0]
             root[n.outputs[0]] = root.get(src, src)
     find = lambda v: root.get(v, v)  # noqa: E731
@@ -83,6 +83,16 @@ def plan_memory(g: Graph) -> MemoryPlan:
         elif r in weight_offsets:
             weight_offsets[v] = weight_offsets[r]
     arena = max((o + s for o, s, _, _ in placed), default=0)
+    live = [0] * (end + 2)  # program points: 0 is before the first node
+    for v in first:
+        for i in range(first[v] + 1, last[v] + 2):
+            live[i] += nbytes[v]
     return MemoryPlan(
-        offsets, arena, sum(nbytes[v] for v in first), weight_offsets, woff, {v: find(v) for v in root}
+        offsets,
+        arena,
+        sum(nbytes[v] for v in first),
+        weight_offsets,
+        woff,
+        {v: find(v) for v in root},
+        max(live, default=0),
     )
