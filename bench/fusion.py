@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from torch.export import Dim
 
 import wasm_torch
 from wasm_torch.artifact import Artifact
+from wasm_torch.benchmark.timing import median_ms
 from wasm_torch.compiler import CompileOptions
 from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.runtime import WasmModule
@@ -79,14 +79,6 @@ def case(name: str) -> tuple:
     return model, example, ZOO[name].inputs(torch.Generator().manual_seed(99)), dyn
 
 
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        fn()
-        ts.append((time.thread_time() - t0) * 1e3)
-    return statistics.median(ts)
 
 
 VARIANTS = {  # variant -> (CompileOptions.elementwise, run the fusion pass, model code -O); default: as is
@@ -136,7 +128,7 @@ def measure(name: str, variants: list[str], a: argparse.Namespace, tmp: Path) ->
     with torch.no_grad():
         for _ in range(a.rounds):  # interleaved
             for k, fn in runs.items():
-                times[k].append(median_ms(fn, a.repeat))
+                times[k].append(median_ms(fn, a.repeat, clock="cpu"))
     for k, ts in times.items():
         if k == "torch":
             r["torch_ms"] = round(statistics.median(ts), 3)

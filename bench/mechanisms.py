@@ -1,5 +1,5 @@
-"""SPEC B6: latency of each wasm_torch.nn mechanism at 100 tokens, wasm (wasmtime, 1 thread) vs torch
-eager (1 thread), in one run. Uses the exported cases of tests/nn/test_nn_export.py with batch 1 and
+"""Latency of each wasm_torch.nn mechanism at 100 tokens, wasm (wasmtime, 1 thread) vs torch
+eager (1 thread), in one run. Uses wasm_torch.zoo.mechanisms.mechanism_cases with batch 1 and
 T = 100 (graph mechanisms: 100 nodes). Median of repeated calls after warm-up.
 
     .venv/bin/python bench/mechanisms.py [--out bench/results/mechanisms.json]
@@ -16,38 +16,29 @@ from pathlib import Path
 import torch
 
 import wasm_torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nn"))
-import test_nn_export as cases
-from zoo_report import median_ms  # same folder: timing helper shared by the bench scripts
+from wasm_torch.benchmark.timing import median_ms
+from wasm_torch.zoo.mechanisms import mechanism_cases
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/mechanisms.json")
     ap.add_argument("--repeat", type=int, default=21)
+    ap.add_argument("--only", help="comma-separated mechanism names (default: all)")
+    ap.add_argument(
+        "--ablate",
+        help="also time each case compiled without this pass (e.g. fuse_elementwise), in the same run",
+    )
     a = ap.parse_args()
+    only = set(a.only.split(",")) if a.only else None
     torch.set_num_threads(1)
-    cases.B, cases.T = 1, 100  # 100 tokens; the workspace case views (B, 4, 25, D)
-    orig_inputs = cases._inputs
-
-    def inputs():
-        x, q, _, _, _ = orig_inputs()
-        g = torch.Generator().manual_seed(1)
-        xg = torch.randn(1, 100, cases.D, generator=g)
-        adj = (torch.rand(1, 100, 100, generator=g) > 0.9).float()
-        return x, q, xg, adj, torch.rand(1, 100, generator=g) * 6.28
-
-    cases._inputs = inputs
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        all_cases = cases._cases()
-        # the test cases use tiny tiles/chunks to exercise edges; at 100 tokens use the library defaults
-        all_cases["flash_causal"] = (cases.W.FlashAttention(causal=True), all_cases["flash_causal"][1])
-        all_cases["mamba"] = (cases.W.Mamba(d_model=cases.D), all_cases["mamba"][1])
+        # 100 tokens, batch 1, 100 graph nodes; the library's own tile and chunk sizes
+        all_cases = mechanism_cases(batch=1, tokens=100, nodes=100, library_defaults=True)
         for name, (model, args) in sorted(all_cases.items()):
-            if name == "workspace":
-                args = (inputs()[0].reshape(1, 4, 25, cases.D),)
+            if only is not None and name not in only:
+                continue
             model.eval()
             try:
                 art = wasm_torch.compile(model, args, Path(tmp) / name)
@@ -70,10 +61,16 @@ def main() -> int:
                     "input_shapes": [list(x.shape) for x in args],
                 }
             )
+            if a.ablate:  # the same case without one pass, timed right after: a like-for-like A/B
+                opts = wasm_torch.CompileOptions().without(a.ablate)
+                art2 = wasm_torch.compile(model, args, Path(tmp) / f"{name}-ablate", options=opts)
+                m2 = wasm_torch.load(art2)
+                rows[-1][f"ours_without_{a.ablate}_ms"] = round(median_ms(lambda: m2(*arrays), a.repeat), 4)  # noqa: B023
+                rows[-1]["ours_again_ms"] = round(median_ms(lambda: m(*arrays), a.repeat), 4)  # noqa: B023
             print(rows[-1], flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(
-        json.dumps({"command": "python bench/mechanisms.py", "tokens": 100, "rows": rows}, indent=1)
+        json.dumps({"command": "python bench/mechanisms.py " + " ".join(sys.argv[1:]), "tokens": 100, "rows": rows}, indent=1)
     )
     print(f"\n{'mechanism':<20}{'ours ms':>10}{'torch ms':>10}{'ratio':>8}{'code B':>9}")
     for r in rows:

@@ -1,4 +1,4 @@
-"""D6 cascade router on scikit-learn's digits: compute saved and accuracy kept vs always-large.
+"""Cascade router on scikit-learn's digits: compute saved and accuracy kept vs always-large.
 
     PYTHONPATH=. python bench/serve_cascade.py     # writes bench/results/cascade.json and
                                                    # the servable folder out/digits-cascade/

@@ -1,4 +1,4 @@
-"""D7 circadian controller: background compute saved over a simulated day, and what it costs.
+"""Circadian controller: background compute saved over a simulated day, and what it costs.
 
     PYTHONPATH=. python bench/serve_circadian.py    # writes bench/results/circadian.json and
                                                     # bench/results/circadian_day.png

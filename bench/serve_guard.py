@@ -6,6 +6,7 @@ json.loads + numpy conversion (what an unguarded server must do anyway).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -55,9 +56,11 @@ def main() -> None:
             d = json.loads(raw)
             [np.asarray(t["data"], dtype=s.dtype) for t, s in zip(d["inputs"], specs, strict=True)]
 
-        def guarded(raw: bytes = raw, specs: list = specs, scorer: AnomalyScorer = scorer) -> None:
+        clients = itertools.count()
+
+        def guarded(raw: bytes = raw, specs: list = specs, scorer: AnomalyScorer = scorer, clients=clients) -> None:
             r = parse_infer_request(loads_strict(raw), specs, [], 1 << 22)
-            scorer.score(r.inputs)
+            scorer.score(r.inputs, client=f"c{next(clients)}")  # a new client each time: always learns
 
         base, full = per_call_us(plain), per_call_us(guarded)
         out[name] = {"plain_us": round(base, 1), "guarded_us": round(full, 1),

@@ -13,10 +13,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,18 +23,9 @@ import torch
 from torch.export import Dim
 
 import wasm_torch
+from wasm_torch.benchmark.timing import median_ms
 from wasm_torch.compiler.check import compare, reference_outputs
 from wasm_torch.zoo import ZOO, build, minilm
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
 
 
 def row(name, model, example, fresh, dyn, root: Path, repeat: int) -> dict:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the ONNX Runtime Web peer for `make bench` / `wasm-torch bench` and tests/test_bench.py;
+# Installs the ONNX Runtime Web peer for `make bench` / `wasm-torch bench` and tests/benchmark/test_bench.py;
 # idempotent, safe to run before every `make test` / `make bench`.
 #   - Node >= 18 and npm (apt), only when missing;
 #   - onnxruntime-web, pinned exactly in bench/node/package.json and bench/node/package-lock.json,

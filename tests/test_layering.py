@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"runtime", "artifact", "config", "errors", "integrity", "learn"},
     "net": {"runtime", "artifact", "config", "errors", "integrity", "collective"},
     "collective": {"errors"},
-    "analyze": {"compiler.*", "artifact"},
+    "analyze": {"compiler.*", "artifact", "runtime"},  # runtime: runner.py runs the stage artifacts
     "learn": {"compiler", "compiler.*", "analyze", "runtime", "artifact", "config", "errors", "integrity", "zoo"},
     "deploy": {"*"},
     "benchmark": {"*"},

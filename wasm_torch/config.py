@@ -14,6 +14,7 @@ class Settings:
     no_cache: bool  # bypass every cache (for benchmarking cold paths)
     keyring_file: Path | None = None  # WASM_TORCH_KEYRING: keyring for encrypted weights (encryption.py)
     keyring_inline: str | None = field(default=None, repr=False)  # WASM_TORCH_KEYS: "id:base64,..." (secret)
+    release_store: Path | None = None  # WASM_TORCH_RELEASES: rollback protection (integrity/releases.py)
 
 
 def settings() -> Settings:
@@ -24,4 +25,5 @@ def settings() -> Settings:
         no_cache=os.environ.get("WASM_TORCH_NO_CACHE", "") not in ("", "0"),
         keyring_file=Path(os.environ["WASM_TORCH_KEYRING"]) if os.environ.get("WASM_TORCH_KEYRING") else None,
         keyring_inline=os.environ.get("WASM_TORCH_KEYS") or None,
+        release_store=Path(os.environ["WASM_TORCH_RELEASES"]) if os.environ.get("WASM_TORCH_RELEASES") else None,
     )

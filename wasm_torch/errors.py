@@ -13,6 +13,8 @@
     │   │   ├── SignatureError          signature.json missing (when required), invalid, or by untrusted keys
     │   │   └── DecryptionError         weights.bin.enc fails authentication: wrong key, tampered, swapped
     │   └── KeyringError                a key file or keyring is unusable, or lacks the key id a file needs
+    ├── DependencyError                 an optional extra is not installed (e.g. `compile` in a runtime-only
+    │                                   install); the message names the `pip install` that fixes it
     ├── BenchmarkError                  `wasm-torch bench` cannot run: unknown model name, a peer runtime
     │                                   (Node, onnxruntime-web) missing or failing
     ├── LearningError                   the autotuner / pattern memory cannot do what was asked
@@ -25,9 +27,11 @@
         │   ├── MemoryLimitError        the memory cap is below what the model needs
         │   ├── DeadlineExceeded        the wall-clock deadline (epoch interruption) passed
         │   └── FuelExhausted           the fuel budget ran out
-        └── TrapError                   the wasm module trapped (a bug in a kernel or a hostile module)
-            └── IndexOutOfRange         an index input (embedding ids, gather) was out of range; also an
-                                        InputError, because the caller's data is what is wrong
+        ├── TrapError                   the wasm module trapped (a bug in a kernel or a hostile module)
+        │   └── IndexOutOfRange         an index input (embedding ids, gather) was out of range; also an
+        │                               InputError, because the caller's data is what is wrong
+        └── ThreadsError                intra-op threads cannot run as asked (a bad thread count or build
+                                        name, threads with fuel metering, a closed module); also ValueError
 
 Foreign errors (torch.export failures, subprocess errors, wasmtime.Trap) are translated into
 this tree at the boundary where they happen, so callers never need to import torch or wasmtime
@@ -117,8 +121,16 @@ class IndexOutOfRange(TrapError, InputError):
     pass
 
 
+class ThreadsError(ExecutionError, ValueError):
+    pass
+
+
 class BenchmarkError(WasmTorchError):
     pass
+
+
+class DependencyError(WasmTorchError, ImportError):
+    """An optional extra is not installed; the message says which `pip install` adds it."""
 
 
 class PartitionError(CompileError):

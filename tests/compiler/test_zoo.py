@@ -1,4 +1,4 @@
-"""The zoo (SPEC A9): every model compiles, and matches PyTorch on fresh random inputs."""
+"""The zoo: every model compiles, and matches PyTorch on fresh random inputs."""
 
 from __future__ import annotations
 

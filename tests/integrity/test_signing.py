@@ -1,5 +1,6 @@
-"""Signed manifests (Ed25519 + ML-DSA-65): round trip, hybrid policy, tampering of any byte of any
-file rejected *before* wasmtime compiles anything, untrusted keys, unsigned artifacts, key files, CLI."""
+"""Signed releases (Ed25519 + ML-DSA-65): round trip, hybrid policy, tampering of any byte of any
+file rejected *before* wasmtime compiles anything, untrusted keys, unsigned artifacts, key files, CLI.
+(Name binding, rollback, cascades and strict parsing: test_release.py.)"""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import wasmtime
 
 import wasm_torch
+from wasm_torch.artifact.strictjson import dumps_canonical as canonical
 from wasm_torch.cli import main
 from wasm_torch.errors import ArtifactError, IntegrityError, KeyringError, SignatureError
 from wasm_torch.integrity import signing
@@ -62,13 +64,15 @@ def test_round_trip_with_both_algorithms(art, mlp, keys):
     signing.sign_artifact(art, [keys["ed"][0], keys["pq"][0]])
     doc = json.loads((art / "signature.json").read_text())
     assert [s["alg"] for s in doc["signatures"]] == ["ed25519", "ml-dsa-65"]
+    assert doc["release"] == {"name": "m", "version": 1} and list(doc["covers"]) == ["manifest.json"]
     trusted = [keys["ed"][1], keys["pq"][1]]
     m = wasm_torch.load(art, trusted_keys=trusted)
     assert sorted(m.signed_by) == sorted(signing.key_id(keys[n][0]) for n in ("ed", "pq"))
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     np.testing.assert_allclose(m(x), mlp[0](torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
     assert wasm_torch.load(art, trusted_keys=[keys["pq"][1]]).signed_by == [signing.key_id(keys["pq"][0])]
-    assert signing.verify_artifact(art, trusted) == m.signed_by
+    assert signing.verify_artifact(art, trusted).key_ids == m.signed_by
+    assert m.release == signing.Release("m", 1)
 
 
 def test_hybrid_policy_needs_a_signature_per_trusted_algorithm(art, keys):
@@ -92,13 +96,16 @@ def test_every_byte_of_manifest_and_signature_is_covered(art, keys):
     signing.sign_artifact(art, [keys["ed"][0], keys["pq"][0]])
     trusted = signing.trusted([keys["ed"][1], keys["pq"][1]])  # parse the .pub files once
     manifest, sig = (art / "manifest.json").read_bytes(), (art / "signature.json").read_bytes()
-    where = art / "signature.json"
-    assert signing.check(manifest, signing.parse_signature_file(sig, where), trusted, art)
+
+    def verify(m: bytes, s: bytes) -> None:
+        signing.verify_release(art, trusted, have={"manifest.json": m}, signature=s)
+
+    verify(manifest, sig)
     for target in ("manifest", "signature"):
         for i, bad in _flips(manifest if target == "manifest" else sig):
             m, s = (bad, sig) if target == "manifest" else (manifest, bad)
             with pytest.raises(SignatureError):
-                signing.check(m, signing.parse_signature_file(s, where), trusted, art)
+                verify(m, s)
                 pytest.fail(f"{target} byte {i} flipped and still accepted")
 
 
@@ -130,8 +137,8 @@ def test_rewritten_manifest_with_updated_digest_fails_the_signature(art, keys, n
     doc["files"]["model.wasm"] = {"sha256": hashlib.sha256(evil).hexdigest(), "bytes": len(evil)}
     (art / "manifest.json").write_text(json.dumps(doc, indent=1))
     sig = json.loads((art / "signature.json").read_text())
-    sig["manifest_sha256"] = hashlib.sha256((art / "manifest.json").read_bytes()).hexdigest()
-    (art / "signature.json").write_text(json.dumps(sig, indent=1))
+    sig["covers"]["manifest.json"] = hashlib.sha256((art / "manifest.json").read_bytes()).hexdigest()
+    (art / "signature.json").write_bytes(canonical(sig) + b"\n")
     with pytest.raises(SignatureError, match="does not verify"):
         wasm_torch.load(art, trusted_keys=[keys["ed"][1]])
 

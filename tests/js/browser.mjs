@@ -33,7 +33,8 @@ try {
   out.state = await page.evaluate(() => {
     const d = window.__demo;
     return { ready: d.ready, error: d.error, timings: d.timings, bytes: d.bytes, docs: d.docs,
-      embeddings: d.embeddings, isolated: crossOriginIsolated, status: document.getElementById("status").textContent };
+      embeddings: d.embeddings, isolated: crossOriginIsolated, status: document.getElementById("status").textContent,
+      threadStats: d.threadStats };
   });
   for (const [i, q] of (job.queries ?? []).entries()) {
     await page.fill("#query", "");

@@ -1,6 +1,7 @@
 // Test helper: node run_artifact.mjs job.json
-// job = {loader, artifact, out, runs: [{name: {dtype, shape, file}}], nosimd?, verify?}
-// Writes out/result.json: {runs: [{outputs: {name: {dtype, shape, file}}} | {error}], stats}
+// job = {loader, artifact, out, runs: [{name: {dtype, shape, file}}], nosimd?, verify?, threads?, variant?, repeat?}
+// Writes out/result.json: {runs: [{outputs: {name: {dtype, shape, file}}} | {error}], stats, threadStats}
+// (repeat: run every input this many times, keeping the last outputs: the helpers warm up)
 // or {error: {name, message}} when loading failed.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,11 +21,15 @@ function readInput(spec) {
 
 const result = { runs: [] };
 try {
-  const m = await WasmTorch.load(job.artifact, { verify: job.verify !== false });
+  const opts = { verify: job.verify !== false };
+  if (job.threads !== undefined) opts.threads = job.threads;
+  if (job.variant !== undefined) opts.variant = job.variant;
+  const m = await WasmTorch.load(job.artifact, opts);
   for (const batch of job.runs) {
     try {
       const inputs = Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, readInput(v)]));
-      const outs = await m.run(inputs);
+      let outs;
+      for (let r = 0; r < (job.repeat ?? 1); r++) outs = await m.run(inputs);
       const files = {};
       for (const [name, o] of Object.entries(outs)) {
         const file = join(job.out, `${result.runs.length}_${name}.bin`);
@@ -37,6 +42,8 @@ try {
     }
   }
   result.stats = m.stats();
+  result.threadStats = m.threadStats();
+  m.close?.();
 } catch (e) {
   result.error = { name: e?.name, message: String(e?.message ?? e) };
 }

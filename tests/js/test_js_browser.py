@@ -166,6 +166,23 @@ def test_search_demo_isolated(minilm_env, browser, isolated_server, tmp_path):
     print(json.dumps(figures))
 
 
+def test_search_demo_intra_op_threads(minilm_env, browser, isolated_server, tmp_path):
+    """The demo on 2 intra-op threads: the helper thread really runs, and the embeddings are
+    bit-identical to the same page on 1 thread (the deterministic build and the default one)."""
+    _, _, site = minilm_env
+    url = isolated_server(site)
+    for variant in ("simd128", None):
+        q = f"&variant={variant}" if variant else ""
+        one = browser(f"{url}?threads=1{q}", tmp_path)["state"]
+        two = browser(f"{url}?threads=2{q}", tmp_path)["state"]
+        assert one["ready"] and two["ready"], (one["error"], two["error"])
+        assert one["timings"]["threads"] == 1 and two["timings"]["threads"] == 2
+        assert two["timings"]["variant"].endswith("-threads") and two["isolated"]
+        assert two["embeddings"] == one["embeddings"], "1 and 2 threads must give the same bits"
+        (stats,) = two["threadStats"]  # one worker, two threads
+        assert stats["threads"] == 2 and stats["chunks"][1] > 0, stats
+
+
 def test_search_demo_not_isolated_warns(minilm_env, browser, plain_server, tmp_path):
     _, _, site = minilm_env
     res = browser(plain_server(site), tmp_path, queries=["a guitar"])

@@ -55,24 +55,28 @@ def _error(res: dict) -> dict:
     return res["error"]
 
 
-def test_missing_file(run_node, zoo_artifact, tmp_path):
+@pytest.mark.parametrize(("victim", "job"), [("model.wasm", {"threads": 1, "variant": "simd128"}),
+                                            ("model.threads.wasm", {"threads": 2})])
+def test_missing_file(victim, job, run_node, zoo_artifact, tmp_path):
+    """The build a load chooses must be there (model.wasm for one deterministic thread)."""
     path, _ = zoo_artifact("mlp")
     art = _copy(path, tmp_path)
-    (art / "model.wasm").unlink()
-    err = _error(run_node(art, [], tmp_path / "o"))
-    assert err["name"] == "ArtifactError" and "model.wasm is missing" in err["message"]
+    (art / victim).unlink()
+    err = _error(run_node(art, [], tmp_path / "o", **job))
+    assert err["name"] == "ArtifactError" and f"{victim} is missing" in err["message"]
     err = _error(run_node(tmp_path / "nowhere", [], tmp_path / "o2"))
     assert err["name"] == "ArtifactError" and "manifest.json is missing" in err["message"]
 
 
-@pytest.mark.parametrize("victim", ["weights.bin", "model.wasm"])
-def test_corrupt_file(victim, run_node, zoo_artifact, tmp_path):
+@pytest.mark.parametrize(("victim", "job"), [("weights.bin", {}), ("model.wasm", {"threads": 1, "variant": "simd128"}),
+                                            ("model.threads.wasm", {"threads": 2})])
+def test_corrupt_file(victim, job, run_node, zoo_artifact, tmp_path):
     path, _ = zoo_artifact("mlp")
     art = _copy(path, tmp_path)
     b = bytearray((art / victim).read_bytes())
     b[len(b) // 2] ^= 0xFF
     (art / victim).write_bytes(bytes(b))
-    err = _error(run_node(art, [], tmp_path / "o"))
+    err = _error(run_node(art, [], tmp_path / "o", **job))
     assert err["name"] == "IntegrityError" and victim in err["message"] and "sha256" in err["message"]
 
 

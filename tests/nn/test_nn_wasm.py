@@ -4,8 +4,7 @@ import pytest
 
 import wasm_torch
 from wasm_torch.compiler.check import compare, reference_outputs
-
-from .test_nn_export import _cases
+from wasm_torch.zoo.mechanisms import mechanism_cases
 
 COMPILED = [
     "btsp_recall",
@@ -36,7 +35,7 @@ COMPILED = [
 @pytest.mark.toolchain
 @pytest.mark.parametrize("name", COMPILED)
 def test_mechanism_compiles_to_wasm_and_matches_torch(name, tmp_path):
-    model, inputs = _cases()[name]
+    model, inputs = mechanism_cases()[name]
     model.eval()
     art = wasm_torch.compile(model, inputs, tmp_path / name)  # validates on the example inputs
     got = wasm_torch.load(art)(*[x.numpy() for x in inputs])

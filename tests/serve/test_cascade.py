@@ -1,10 +1,11 @@
-"""D6 cascade router: threshold calibration (known answers), routing with fakes, and real compiled
+"""Cascade router: threshold calibration (known answers), routing with fakes, and real compiled
 small/large digits classifiers run in-process and served over the KServe app."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,8 @@ def test_cascade_is_served_as_one_model(digits):
         (lambda d: d.update(output="logits"), "must exist in both"),
     ],
 )
-def test_bad_cascade_config_fails_at_start_with_a_clear_error(digits, tmp_path, edit, message):
+def test_bad_cascade_config_is_refused_with_a_clear_error(digits, tmp_path, edit, message):
+    """A bad cascade.json refuses that model only (listed with the reason), never the server."""
     root, _, _ = digits
     folder = tmp_path / "bad"
     folder.mkdir()
@@ -230,8 +232,13 @@ def test_bad_cascade_config_fails_at_start_with_a_clear_error(digits, tmp_path, 
     cfg = json.loads((root / CASCADE_FILE).read_text())
     edit(cfg)
     (folder / CASCADE_FILE).write_text(json.dumps(cfg))
-    with pytest.raises(ArtifactError, match=message):
-        create_app({"bad": folder}, ServeSettings(replicas=1, healing=False))
+    with TestClient(create_app({"bad": folder}, ServeSettings(replicas=1, healing=False))) as c:
+        (row,) = c.post("/v2/repository/index").json()
+        assert row["name"] == "bad" and row["state"] == "UNAVAILABLE"
+        assert row["reason"].startswith("ArtifactError: ") and re.search(message, row["reason"]), row
+        r = c.get("/v2/models/bad")
+        assert r.status_code == 503 and re.search(message, r.json()["error"])
+        assert str(tmp_path) not in r.json()["error"]  # the server's folder layout is not disclosed
 
 
 def test_unreadable_config(tmp_path: Path):

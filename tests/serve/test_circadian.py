@@ -1,4 +1,4 @@
-"""D7 circadian controller: load-driven phases with hysteresis and dwell (fake clock), duty-factor
+"""Circadian controller: load-driven phases with hysteresis and dwell (fake clock), duty-factor
 gating of background jobs, the clock schedule, and the seeded day simulation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""D8 guard: red-team corpus, benign corpus, fuzzing, rate limits, auth, anomaly score, audit."""
+"""The guard: red-team corpus, benign corpus, fuzzing, rate limits, auth, anomaly score, audit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wasm_torch.errors import IndexOutOfRange
 from wasm_torch.serve.app import create_app
 from wasm_torch.serve.audit import AuditLog, verify_chain
 from wasm_torch.serve.clock import FakeClock
@@ -67,16 +68,101 @@ def test_oversized_body_is_413(client):
     assert r.status_code == 413
 
 
+TOKENS = tuple(f"tenant-{i}-secret" for i in range(6))
+
+
 def test_benign_corpus_has_no_false_positives():
-    s = SETTINGS.with_(anomaly_reject_score=12.0, anomaly_warmup=32)
+    """300 ordinary requests from six tenants: none rejected; then an outlier is (422)."""
+    s = SETTINGS.with_(anomaly_reject_score=12.0, anomaly_warmup=32, auth_tokens=frozenset(TOKENS))
     app = create_app({"mlp": FakeModel}, s, seed=0)
     with TestClient(app) as c:
-        statuses = [c.post("/v2/models/mlp/infer", json=req).status_code for req in benign(300)]
+        statuses = [
+            c.post("/v2/models/mlp/infer", json=req, headers=bearer(TOKENS[i % 6])).status_code
+            for i, req in enumerate(benign(300))
+        ]
         assert statuses == [200] * 300
+        assert c.get("/v2/models/mlp/stats", headers=bearer(TOKENS[0])).json()["anomaly"]["warm"] is True
         data = [900.0, -800, 700, 5]
         weird = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": data}]}
-        r = c.post("/v2/models/mlp/infer", json=weird)
+        r = c.post("/v2/models/mlp/infer", json=weird, headers=bearer(TOKENS[0]))
         assert r.status_code == 422 and "anomaly" in r.json()["error"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class PickyModel(FakeModel):
+    """Refuses (IndexOutOfRange, a 400) any row whose first value is over 1000: a request that
+    passes the guard and is rejected later, by the model."""
+
+    def run(self, inputs):
+        if (inputs["x"][:, 0] > 1000).any():
+            raise IndexOutOfRange("m: index out of range")
+        return super().run(inputs)
+
+
+def test_rejected_requests_never_shape_the_anomaly_baseline():
+    """The reported attack: 32 requests that were rejected later poisoned the baseline during warm-up, and then
+    every ordinary request got 422 forever. The baseline now learns only from 200s."""
+    s = SETTINGS.with_(anomaly_reject_score=12.0, anomaly_warmup=32, auth_tokens=frozenset(TOKENS))
+    app = create_app({"mlp": PickyModel}, s, seed=0)
+    poison = {
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5000.0, 5000, 5000, 5000]}]
+    }
+    with TestClient(app) as c:
+        for i in range(64):  # rejected by the model (400), from every tenant, during warm-up
+            assert (
+                c.post("/v2/models/mlp/infer", json=poison, headers=bearer(TOKENS[i % 6])).status_code == 400
+            )
+        assert c.get("/v2/models/mlp/stats", headers=bearer(TOKENS[0])).json()["anomaly"]["learned_rows"] == 0
+        codes = [
+            c.post("/v2/models/mlp/infer", json=req, headers=bearer(TOKENS[i % 6])).status_code
+            for i, req in enumerate(benign(120))
+        ]
+        assert codes == [200] * 120
+
+
+def test_one_client_cannot_define_normal_for_everyone():
+    """Accepted but unusual requests from ONE client hold at most `anomaly_client_share` of the
+    baseline, so ordinary traffic from the others is not flagged; with the share at 1.0 (no bound)
+    the same client alone defines "normal" and ordinary requests get 422."""
+    odd = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [300.0, 300, 300, 300]}]}
+
+    def run(share: float) -> tuple[list[int], dict]:
+        s = SETTINGS.with_(
+            anomaly_reject_score=12.0,
+            anomaly_warmup=32,
+            anomaly_client_share=share,
+            auth_tokens=frozenset(TOKENS),
+        )
+        with TestClient(create_app({"mlp": FakeModel}, s, seed=0)) as c:
+            for _ in range(100):  # the first client to arrive, while the baseline is empty
+                assert c.post("/v2/models/mlp/infer", json=odd, headers=bearer(TOKENS[0])).status_code == 200
+            codes = [
+                c.post("/v2/models/mlp/infer", json=req, headers=bearer(TOKENS[1 + i % 5])).status_code
+                for i, req in enumerate(benign(100))
+            ]
+            return codes, c.get("/v2/models/mlp/stats", headers=bearer(TOKENS[0])).json()["anomaly"]
+
+    codes, stats = run(0.25)
+    assert codes == [200] * 100
+    assert stats["warm"] and stats["rows_over_share"] >= 92  # 100 odd rows sent, at most 8 learned
+    unbounded, _ = run(1.0)
+    assert unbounded.count(422) > 90  # what the bound prevents
+
+
+def test_anomaly_scorer_bounds_each_clients_share():
+    rng = np.random.default_rng(0)
+    sc = AnomalyScorer(warmup=20, client_share=0.25)
+    for _ in range(50):  # a lone client: at most ceil(0.25 * 20) = 5 rows, then nothing
+        sc.score({"x": rng.standard_normal((1, 4))}, client="solo")
+    d = sc.describe()
+    assert d["learned_rows"] == 5 and d["rows_over_share"] == 45 and not d["warm"]
+    for i in range(200):
+        sc.score({"x": rng.standard_normal((1, 4))}, client=f"c{i % 8}")
+    d = sc.describe()
+    assert d["warm"] and d["learned_rows"] == 205 and d["clients"] == 9
 
 
 def test_bearer_auth():
@@ -123,7 +209,9 @@ def test_rate_limiter_forgets_old_clients():
 def test_anomaly_score_is_zero_in_warmup_then_flags_outliers():
     rng = np.random.default_rng(0)
     sc = AnomalyScorer(warmup=20)
-    scores = [sc.score({"x": rng.standard_normal((1, 4)).astype(np.float32)}) for _ in range(200)]
+    scores = [
+        sc.score({"x": rng.standard_normal((1, 4)).astype(np.float32)}, f"c{i % 8}") for i in range(200)
+    ]
     assert scores[:20] == [0.0] * 20
     assert max(scores[20:]) < 6
     assert sc.score({"x": np.full((1, 4), 50, np.float32)}) > 20

@@ -1,15 +1,21 @@
-"""manifest.json: its typed view (`Manifest`, `TensorSpec`, `SymbolSpec`) and reading it."""
+"""manifest.json: its typed view (`Manifest`, `TensorSpec`, `SymbolSpec`) and reading it.
+
+Reading goes through safeio (a regular file inside the folder, size-bounded), strictjson (no
+duplicate keys, NaN, huge integers) and schema.py (every field typed and bounded).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
-from .layout import FORMAT, MANIFEST, WASM, WEIGHTS
+from . import strictjson
+from .layout import MANIFEST, MAX_MANIFEST_BYTES, WASM, WEIGHTS
+from .safeio import read_regular
+from .schema import check_manifest
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class TensorSpec:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> TensorSpec:
+        """From a manifest entry the schema has already checked."""
         return TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), int(d.get("offset", 0)))
 
 
@@ -38,7 +45,14 @@ class SymbolSpec:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A parsed manifest. Constructing one runs the strict schema (schema.py): a Manifest that
+    exists is well-formed, whoever built it (the runtime, `info`, serve, signing, the edge network)."""
+
     raw: dict[str, Any]
+    where: str = field(default=MANIFEST, compare=False, repr=False)  # names the file in errors
+
+    def __post_init__(self) -> None:
+        check_manifest(self.raw, self.where)
 
     @property
     def name(self) -> str:
@@ -68,7 +82,10 @@ class Manifest:
     def arena_bytes(self) -> int:
         return int(self.raw["memory"]["arena_bytes"])
 
-
+    def file(self, name: str) -> tuple[str, int]:
+        """(sha256, bytes) the manifest pins for one of its files."""
+        e = self.raw["files"][name]
+        return e["sha256"], e["bytes"]
 
 
 @dataclass
@@ -94,31 +111,25 @@ class Artifact:
 
 
 def read_manifest_bytes(folder: str | Path) -> bytes:
+    """The bytes of `folder/manifest.json`: a regular file inside the folder, at most 16 MiB."""
     folder = Path(folder)
-    path = folder / MANIFEST
     if not folder.is_dir():
         raise ArtifactError(
             f"{folder} is not an artifact folder (compile a model with wasm_torch.compile first)"
         )
-    if not path.exists():
-        raise ArtifactError(f"{path} is missing: {folder} is not a wasm-torch artifact")
-    return path.read_bytes()
+    if not (folder / MANIFEST).exists() and not (folder / MANIFEST).is_symlink():
+        raise ArtifactError(f"{folder / MANIFEST} is missing: {folder} is not a wasm-torch artifact")
+    return read_regular(folder, MANIFEST, max_bytes=MAX_MANIFEST_BYTES)
+
+
+def parse_manifest_bytes(data: bytes, where: str) -> Manifest:
+    """Strictly parse manifest bytes (strictjson + schema); `where` names the file in errors."""
+    raw = strictjson.loads(data, where, max_bytes=MAX_MANIFEST_BYTES, fix="recompile the model")
+    return Manifest(raw, where)
 
 
 def read_manifest(folder: str | Path, data: bytes | None = None) -> Manifest:
     """Parse the manifest; pass `data` (bytes already read, e.g. signature-checked) to parse exactly those."""
-    path = Path(folder) / MANIFEST
     if data is None:
         data = read_manifest_bytes(folder)
-    try:
-        raw = json.loads(data.decode())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is not valid JSON ({e}); recompile the model") from e
-    if raw.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format {raw.get('format')!r}, this runtime reads {FORMAT!r}; recompile")
-    for key in ("name", "entry", "inputs", "outputs", "memory", "files"):
-        if key not in raw:
-            raise ArtifactError(f"{path}: missing field {key!r}; recompile the model")
-    return Manifest(raw)
-
-
+    return parse_manifest_bytes(data, str(Path(folder) / MANIFEST))

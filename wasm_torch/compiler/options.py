@@ -39,6 +39,12 @@ class CompileOptions:
     # them ~10x smaller than -O3 while the time is spent in kernels) and of the kernel library.
     model_opt: Literal["-Os", "-O2", "-O3"] = "-Os"
     kernel_opt: Literal["-O2", "-O3"] = "-O3"
+    # Build variants beside the plain SIMD128 model.wasm (build/variants.py), chosen at load time by
+    # the engine's features: a shared-memory build for intra-op threads (results bit-identical to
+    # model.wasm), and a relaxed-SIMD build (fused multiply-add; results within the validation
+    # tolerance, not bit-identical). Both on by default; off saves their build time and bytes.
+    threads: bool = True
+    relaxed: bool = True
 
     def __post_init__(self) -> None:
         passes = tuple(self.passes)
@@ -58,6 +64,9 @@ class CompileOptions:
         ):
             if getattr(self, name) not in allowed:
                 raise CompileError(f"CompileOptions.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        for name in ("threads", "relaxed"):
+            if not isinstance(getattr(self, name), bool):
+                raise CompileError(f"CompileOptions.{name}={getattr(self, name)!r}: expected True or False")
 
     def without(self, *passes: str) -> CompileOptions:
         """These options with the named passes left out."""
@@ -93,4 +102,6 @@ def search_space() -> dict[str, tuple[Any, ...]]:
         "elementwise": ELEMENTWISE_MODES,
         "model_opt": MODEL_OPT,
         "kernel_opt": KERNEL_OPT,
+        # whether the relaxed-SIMD build exists decides what `load` picks on hosts that have it
+        "relaxed": (True, False),
     }

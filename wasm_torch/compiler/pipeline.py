@@ -6,9 +6,11 @@ torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zi
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -24,6 +26,8 @@ from ..artifact import (
     TensorSpec,
     WeightSpec,
     add_manifest_fields,
+    check_target,
+    publish,
     read_manifest,
     write_artifact,
 )
@@ -31,14 +35,16 @@ from ..config import settings as load_settings
 from ..errors import ValidationError
 from ..runtime import WasmModule
 from ..version import __version__
-from .build import compile_c, flags
-from .check import compare, reference_outputs
+from . import multibuild
+from .build import flags
+from .check import VacuousCheckWarning, compare, reference_outputs, vacuous_message
 from .codegen import ENTRY, generate_c
 from .codegen.dims import py_dim
 from .codegen.memory_plan import MemoryPlan, plan_memory
 from .cost import work
 from .frontend import from_torch
 from .ir import DTYPES, Graph, format_graph, verify
+from .ir.index_inputs import index_inputs
 from .options import CompileOptions
 from .passes import PASSES
 
@@ -68,6 +74,18 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = round((time.perf_counter() - t0) * 1e3, 1)
 
 
+@contextmanager
+def _keep_mode(model: torch.nn.Module) -> Iterator[None]:
+    """torch.export needs eval mode (export.py sets it); give the caller back the train/eval mode of
+    every submodule exactly as it was, whatever happens in between."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training  # per module, not .train(): that would recurse into the children
+
+
 def run_passes(g: Graph, options: CompileOptions) -> Graph:
     """The passes `options` selects, in order; each result is verified, so a broken pass is caught
     where it happens."""
@@ -87,11 +105,24 @@ def lower(
     """torch.export -> core ATen -> our IR -> the passes: the graph that code generation receives."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    g = from_torch(model, tuple(example_inputs), dynamic_shapes)
+    with _keep_mode(model):
+        g = from_torch(model, tuple(example_inputs), dynamic_shapes)
     verify(g, "frontend")
     return run_passes(g, options or CompileOptions())
 
 
+def _restores_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """compile() traces and checks in eval mode; the caller gets its model's modes back."""
+
+    @functools.wraps(fn)
+    def wrapper(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with _keep_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_restores_mode
 def compile(
     model: torch.nn.Module,
     example_inputs: tuple | list | torch.Tensor,
@@ -104,6 +135,7 @@ def compile(
     rtol: float = 1e-3,
     validate: bool = True,
     progress: bool | Callable[[str], None] = False,
+    stages: Any = None,
 ) -> Artifact:
     """Compile `model` to a wasm artifact folder at `out_dir`, checked against PyTorch first.
 
@@ -111,7 +143,12 @@ def compile(
     own format, e.g. {"ids": {1: Dim("seq", max=512)}}; every dynamic dim needs a max. options: the
     compiler's choices (`CompileOptions`; the defaults are what we measured to be best). The artifact
     is written only if wasm and PyTorch agree on example_inputs within atol + rtol·|torch| (else
-    ValidationError with the max abs and relative errors).
+    ValidationError with the max abs and relative errors). stages: an int k (or analyze.PartitionOptions)
+    splits the model into k pipeline stages: out_dir gets stage_0..stage_k-1 and pipeline.json.
+    When PyTorch's outputs are all within tolerance of zero the check proves little and
+    `VacuousCheckWarning` says so. The model is traced and checked in eval mode; every submodule's
+    train/eval mode is restored afterwards. out_dir is replaced only if it is new, empty or an earlier
+    artifact (never a folder of yours: ArtifactError).
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
@@ -119,6 +156,7 @@ def compile(
     options = options or CompileOptions()
     out_dir = Path(out_dir)
     name = name or out_dir.name or type(model).__name__
+    check_target(out_dir)  # before the work, so an output folder publish() would refuse fails fast
     cfg = load_settings()
     step = _stages(progress)
     t: dict[str, float] = {}
@@ -130,14 +168,20 @@ def compile(
     with _timed(t, "passes"):
         g = run_passes(g, options)
     step("passes")
+    if stages is not None:  # min-cut pipeline stages, one artifact each (compiler/partition.py)
+        from .partition import compile_pipeline
+
+        return compile_pipeline(g, model, example_inputs, out_dir, stages, options=options, name=name,
+                                atol=atol, rtol=rtol, validate=validate)
     with _timed(t, "plan"):  # static memory plan: arena offsets reused by liveness, weight offsets
         plan = plan_memory(g)
     step("plan")
     with _timed(t, "codegen"):
         c_source = generate_c(g, plan, options, header=f"generated by wasm-torch {__version__} for {name}")
     step("codegen")
-    with _timed(t, "build"):  # zig cc -> wasm32 + SIMD128, cached by content hash
-        wasm = compile_c(c_source, cfg, options)
+    with _timed(t, "build"):  # zig cc -> wasm32 + SIMD128 (+ threads, relaxed SIMD), cached by content hash
+        built = multibuild.build(c_source, cfg, options)
+        wasm = built["simd128"]
     step("build")
 
     tmp = Path(
@@ -146,6 +190,9 @@ def compile(
     try:
         with _timed(t, "write"):
             _write(tmp, g, plan, wasm, name, options)
+            multibuild.write(tmp, built, options)  # model.threads.wasm, model.relaxed.wasm, ... beside it
+            if indices := index_inputs(g):  # lets the runtime explain an out-of-range index
+                add_manifest_fields(tmp, {"index_inputs": indices})
             if cfg.debug >= 2:  # WASM_TORCH_DEBUG=2: keep the intermediates next to the artifact
                 (tmp / "model.c").write_text(c_source)
                 (tmp / "graph.txt").write_text(format_graph(g))
@@ -160,11 +207,10 @@ def compile(
             with _timed(t, "validate"):
                 report["validation"] = _validate(model, example_inputs, tmp, atol, rtol)
             add_manifest_fields(tmp, {"validation": report["validation"]})
+            with _timed(t, "validate_variants"):  # threaded builds bit-identical, relaxed within tolerance
+                multibuild.record(tmp, multibuild.validate(model, example_inputs, tmp, options, atol, rtol))
         step("validate")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(out_dir)
+        publish(tmp, out_dir)  # replaces out_dir only if it is empty or one of our artifacts
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -217,10 +263,15 @@ def _validate(
     got = list(got) if isinstance(got, tuple) else [got]
     res = compare(got, want, atol, rtol)
     res.update(atol=atol, rtol=rtol)
+    if (msg := vacuous_message(res, atol, rtol)) is not None:
+        warnings.warn(msg, VacuousCheckWarning, stacklevel=4)
     if not res["ok"]:
         raise ValidationError(
             f"wasm output disagrees with PyTorch beyond atol={atol}, rtol={rtol}: max abs error "
-            f"{res['max_abs_err']:.3g}, max relative error {res['max_rel_err']:.3g}. The artifact was not written. "
+            f"{res['max_abs_err']:.3g} at output scale {res['scale']:.3g} (error relative to scale "
+            f"{res['rel_err'] if res['rel_err'] is None else format(res['rel_err'], '.3g')}; max elementwise "
+            f"relative error {res['max_rel_err']:.3g}). "
+            "The artifact was not written. "
             "If the model is numerically sensitive, pass a larger atol/rtol; otherwise please report a bug."
         )
     return res

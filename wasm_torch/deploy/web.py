@@ -3,8 +3,9 @@
     site/
       index.html             the demo: semantic search (MiniLM + vocab.txt) or a generic one-run page
       demo.mjs               the search demo's logic (only with a vocab)
-      wasm-torch.mjs  wasm-torch-worker.mjs  wordpiece.mjs  embed.mjs   the JS runtime (no deps)
-      model/                 manifest.json, model.wasm, weights.bin (copied, hashes re-checked)
+      wasm-torch*.mjs  wordpiece.mjs  embed.mjs   the JS runtime (no deps; threads: -pool, -helper, -variants)
+      model/                 manifest.json, model.wasm, weights.bin and the build variants (copied, hashes re-checked),
+                             signature.json when the artifact is signed
       vocab.txt              the WordPiece vocabulary (only with a vocab)
       serve.py               `python serve.py [port]`: a static server sending COOP/COEP headers
       _headers               the same headers for Netlify / Cloudflare Pages
@@ -15,13 +16,16 @@ Nothing here imports torch or the compiler.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
-from ..artifact import MANIFEST, WASM, WEIGHTS, read_manifest, verify_files
+from ..artifact import MANIFEST, SIGNATURE, WASM, WEIGHTS, read_manifest, verify_files
+from ..errors import ArtifactError
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"  # wasm_torch/js: the JS runtime package
-RUNTIME_FILES = ("wasm-torch.mjs", "wasm-torch-worker.mjs", "wordpiece.mjs", "embed.mjs")
+RUNTIME_FILES = ("wasm-torch.mjs", "wasm-torch-worker.mjs", "wasm-torch-variants.mjs", "wasm-torch-pool.mjs",
+                 "wasm-torch-helper.mjs", "wordpiece.mjs", "embed.mjs")
 HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -73,6 +77,30 @@ def default_vocab(artifact_dir: Path) -> Path | None:
     return None
 
 
+BUILD_RE = re.compile(r"^model(\.[a-z0-9-]{1,32})?\.wasm$")  # model.wasm and its build variants
+SITE_FILES = {"index.html", "demo.mjs", *RUNTIME_FILES, "vocab.txt", "serve.py", "_headers", "model"}
+
+
+def _check_site(site: Path) -> None:
+    """The site folder must be new, empty or an earlier site (only the files written here): packaging
+    overwrites those files, so a folder holding anything else (a user's own index.html next to notes,
+    a project) is refused instead."""
+    if site.is_symlink() or (site.exists() and not site.is_dir()):
+        raise ArtifactError(f"{site} exists and is not a folder; give a new folder for the site")
+    if not site.is_dir():
+        return
+    foreign = sorted(p.name for p in site.iterdir() if p.name not in SITE_FILES)
+    model = site / "model"
+    if model.is_dir():
+        ours = (MANIFEST, WASM, WEIGHTS, SIGNATURE)
+        foreign += sorted(f"model/{p.name}" for p in model.iterdir() if p.name not in ours and not BUILD_RE.match(p.name))
+    if foreign:
+        raise ArtifactError(
+            f"{site} is not empty and is not a site made by `wasm-torch package` (it holds {', '.join(foreign[:6])}): "
+            "refusing to overwrite it. Give a new or empty folder (or an earlier site's folder, which is updated)."
+        )
+
+
 def package_site(artifact_dir: str | Path, site_dir: str | Path, vocab: str | Path | None = None) -> Path:
     """Write a static site running `artifact_dir` in the browser; returns the site folder.
 
@@ -80,12 +108,15 @@ def package_site(artifact_dir: str | Path, site_dir: str | Path, vocab: str | Pa
     otherwise a page that loads the model and runs it once on zeros.
     """
     art, site = Path(artifact_dir), Path(site_dir)
+    _check_site(site)  # never overwrite files of the user's
     manifest = read_manifest(art)
     verify_files(art, manifest)  # never ship a tampered artifact
     site.mkdir(parents=True, exist_ok=True)
     (site / "model").mkdir(exist_ok=True)
-    for name in (MANIFEST, WASM, WEIGHTS):
+    for name in (MANIFEST, WASM, WEIGHTS, *manifest.raw["files"]):  # + the build variants (model.threads.wasm, ...)
         shutil.copyfile(art / name, site / "model" / name)
+    if (art / SIGNATURE).exists():  # a signed artifact stays verifiable where it is served
+        shutil.copyfile(art / SIGNATURE, site / "model" / SIGNATURE)
     for name in RUNTIME_FILES:
         shutil.copyfile(JS_DIR / name, site / name)
     vocab_path = Path(vocab) if vocab is not None else default_vocab(art)

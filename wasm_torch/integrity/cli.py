@@ -1,9 +1,9 @@
-"""`wasm-torch keygen | sign | verify | encrypt | rotate-key`: parsing for the integrity commands (D9).
+"""`wasm-torch keygen | sign | verify | encrypt | rotate-key`: parsing for the integrity commands.
 
 wasm-torch keygen keys/release [--alg ed25519|ml-dsa-65]     -> keys/release.key (0600) + .pub
 wasm-torch keygen --keyring keys/ring.json --key-id 2026-01   -> adds a random AES-256 key to the keyring
-wasm-torch sign out/m --key keys/release.key [--key keys/pq.key]
-wasm-torch verify out/m --trust keys/release.pub [--keyring keys/ring.json]
+wasm-torch sign out/m --key keys/release.key [--key keys/pq.key] [--name m] [--version 3]
+wasm-torch verify out/m --trust keys/release.pub [--keyring keys/ring.json] [--releases releases.json]
 wasm-torch encrypt out/m --keyring keys/ring.json --key-id 2026-01
 wasm-torch rotate-key out/m [out/n ...] --old-keyring old.json --new-key-id 2026-02 [--new-keyring new.json]
 
@@ -14,6 +14,7 @@ Secrets are never printed: keygen prints file names and public fingerprints only
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ def cmd_keygen(a: argparse.Namespace) -> int:
 
     stem = Path(a.out)
     priv, pub = stem.with_name(stem.name + ".key"), stem.with_name(stem.name + ".pub")
-    if priv.exists() and not a.force:
-        raise SystemExit(f"{priv} exists; pass --force to overwrite it")
+    for p in (priv, pub):  # a key pair is replaced only when asked: a lost private key cannot be recovered
+        if (p.exists() or p.is_symlink()) and not a.force:
+            raise SystemExit(f"{p} exists; pass --force to overwrite the key pair {stem}")
     key = generate_key(a.alg)
     write_private_key(key, priv)
     write_public_key(key, pub)
@@ -47,20 +49,30 @@ def cmd_keygen(a: argparse.Namespace) -> int:
     return 0
 
 
+def _version(text: str) -> int:
+    if not text.isdigit() or len(text) > 15:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a release version (a non-negative integer)")
+    return int(text)
+
+
 def cmd_sign(a: argparse.Namespace) -> int:
     from .signing import key_id, load_private_key, sign_artifact
 
     keys = [load_private_key(k) for k in a.key]
-    path = sign_artifact(a.artifact, keys)
-    print(f"wrote {path}: signed by {[key_id(k) for k in keys]}")
+    path = sign_artifact(a.artifact, keys, name=a.name, version=a.version)
+    doc = json.loads(path.read_text())
+    rel = doc["release"]
+    print(f"wrote {path}: release {rel['name']!r} version {rel['version']}, covering {sorted(doc['covers'])}, "
+          f"signed by {[key_id(k) for k in keys]}")  # fmt: skip
     return 0
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .signing import verify_artifact
 
-    ids = verify_artifact(a.artifact, a.trust)
-    print(f"{a.artifact}: signature OK (by {ids}); model.wasm and manifest hashes OK")
+    v = verify_artifact(a.artifact, a.trust, name=a.name, store=a.releases)  # name None: the folder's name
+    print(f"{a.artifact}: signature OK: release {v.release.name!r} version {v.release.version} (by {v.key_ids}); "
+          f"covers {sorted(v.files)}; file hashes OK")  # fmt: skip
     if a.keyring:
         from ..artifact import ENCRYPTED_WEIGHTS, read_manifest_bytes
         from .encryption import Keyring, load_weights
@@ -104,11 +116,16 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("sign", help="sign an artifact's manifest (writes signature.json)")
     s.add_argument("artifact")
     s.add_argument("--key", action="append", required=True, help="private key file (repeat for hybrid)")
+    s.add_argument("--name", help="release name (default: the folder's name; a cascade member: CASCADE/MEMBER)")
+    s.add_argument("--version", type=_version, help="release version, an integer that only goes up (default: "
+                   "the signed version when nothing changed, +1 when the files changed, else 1)")  # fmt: skip
     s.set_defaults(fn=cmd_sign)
     v = sub.add_parser("verify", help="check an artifact's signatures and file hashes")
     v.add_argument("artifact")
     v.add_argument("--trust", action="append", required=True, help="trusted public key (repeat)")
     v.add_argument("--keyring", help="also decrypt weights.bin.enc in memory and check its hash")
+    v.add_argument("--name", help="the release name it must be signed as (default: the folder's name; '*': any)")
+    v.add_argument("--releases", help="release store for rollback protection (refuse older versions)")
     v.set_defaults(fn=cmd_verify)
     e = sub.add_parser("encrypt", help="encrypt weights.bin at rest (AES-256-GCM -> weights.bin.enc)")
     e.add_argument("artifact")

@@ -42,7 +42,17 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..artifact import ENCRYPTED_WEIGHTS, MANIFEST, WEIGHTS, read_manifest, read_manifest_bytes, verify_bytes
+from ..artifact import (
+    ENCRYPTED_WEIGHTS,
+    MANIFEST,
+    WEIGHTS,
+    open_regular,
+    read_manifest,
+    read_manifest_bytes,
+    strictjson,
+    verify_bytes,
+)
+from ..artifact.layout import MAX_MEMORY_BYTES
 from ..config import Settings
 from ..errors import ArtifactError, DecryptionError, KeyringError
 from .signing import write_secret
@@ -54,6 +64,7 @@ DOMAIN = b"wasm-torch-weights-aead/1"
 CHUNK_BYTES = 4 * 1024 * 1024
 MAX_HEADER = 4096
 TAG = 16
+MAX_ENCRYPTED_BYTES = MAX_MEMORY_BYTES + (1 << 24)  # plaintext fits wasm32 memory; headers and tags on top
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEADER_FIELDS = {
     "format",
@@ -231,12 +242,10 @@ def read_header(f: BinaryIO, path: Path) -> tuple[dict[str, Any], bytes]:
     if n > MAX_HEADER:
         raise DecryptionError(f"{path}: header length {n} is over {MAX_HEADER}; the file is corrupt")
     hb = f.read(n)
-    try:
-        h = json.loads(hb.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise DecryptionError(f"{path}: the header is not valid JSON; the file is corrupt") from None
+    h = strictjson.loads(hb, f"{path}: the header", max_bytes=MAX_HEADER, error=DecryptionError,
+                         fix="the file is corrupt")  # fmt: skip
     ok = isinstance(h, dict) and set(h) == HEADER_FIELDS
-    ok = ok and all(isinstance(h[k], int) and h[k] >= 0 for k in ("chunk_bytes", "plain_bytes"))
+    ok = ok and all(type(h[k]) is int and 0 <= h[k] <= MAX_ENCRYPTED_BYTES for k in ("chunk_bytes", "plain_bytes"))
     ok = ok and all(isinstance(h[k], str) for k in HEADER_FIELDS - {"chunk_bytes", "plain_bytes"})
     if not ok or h["format"] != FORMAT or h["alg"] != "AES-256-GCM" or h["chunk_bytes"] < 1:
         raise DecryptionError(
@@ -251,9 +260,11 @@ def read_header(f: BinaryIO, path: Path) -> tuple[dict[str, Any], bytes]:
 
 
 def decrypt_file(path: Path, keyring: Keyring, manifest: bytes) -> bytearray:
-    """Authenticate and decrypt weights.bin.enc into memory (never to disk)."""
-    with open(path, "rb") as f:
-        return decrypt_stream(f, os.fstat(f.fileno()).st_size, path, keyring, manifest)
+    """Authenticate and decrypt weights.bin.enc into memory (never to disk). The file must be a regular
+    file inside its folder (no link, FIFO or device) of at most 4 GiB plus framing."""
+    f, size = open_regular(path.parent, path.name, max_bytes=MAX_ENCRYPTED_BYTES)
+    with f:
+        return decrypt_stream(f, size, path, keyring, manifest)
 
 
 def decrypt_stream(f: BinaryIO, total: int, path: Path, keyring: Keyring, manifest: bytes) -> bytearray:
@@ -295,7 +306,8 @@ def decrypt_stream(f: BinaryIO, total: int, path: Path, keyring: Keyring, manife
 
 def key_id_of(folder: str | os.PathLike[str]) -> str:
     path = Path(folder) / ENCRYPTED_WEIGHTS
-    with open(path, "rb") as f:
+    f, _ = open_regular(path.parent, path.name, max_bytes=MAX_ENCRYPTED_BYTES)
+    with f:
         return str(read_header(f, path)[0]["key_id"])
 
 

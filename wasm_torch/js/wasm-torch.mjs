@@ -6,6 +6,14 @@
 //   const m = await WasmTorch.load("model/");            // URL in browsers, path or URL in Node
 //   const out = await m.run({ x: new Float32Array(64) }, { shapes: { x: [1, 64] } });
 //   out.output_0  // { data: Float32Array, shape: [1, 10], dtype: "float32" }
+//
+// Threads: WasmTorch.load(src, {threads}) runs one call on several threads (default: the cores, at
+// most 8) when the artifact has a threaded build and the engine has wasm threads (Node; pages that
+// are cross-origin isolated), else on one thread with a loud console warning. Results are
+// bit-identical whatever the thread count. {variant} picks the build (wasm-torch-variants.mjs).
+
+import { chooseVariant, defaultThreads, engineFeatures, MAX_THREADS, parseVariants } from "./wasm-torch-variants.mjs";
+import { canBlock, checkThreaded, heapBase, layout, startHelpers } from "./wasm-torch-pool.mjs";
 
 export const FORMAT = "wasm-torch/1";
 const PAGE = 65536;
@@ -24,6 +32,7 @@ export class InputError extends WasmTorchError {}
 export class MemoryLimitError extends WasmTorchError {}
 export class TrapError extends WasmTorchError {}
 export class UnsupportedError extends WasmTorchError {}
+export class ThreadsError extends WasmTorchError {}
 
 // ---- dtypes ------------------------------------------------------------------------------------
 /** numpy dtype name -> typed array used for its memory view */
@@ -218,14 +227,22 @@ export async function fetchArtifact(src, opts = {}) {
   }
   const manifest = checkManifest(raw, `${loc.base}manifest.json`);
   const files = manifest.files ?? {};
+  const choice = await chooseBuild(manifest, loc.base, opts);
+  const file = choice.spec.file;
+  let heap = null;
+  const keepHeap = (b) => {
+    if (choice.spec.threads) heap = heapBase(b, (why) => new ArtifactError(`${loc.base}${file}: ${why}; recompile the model`));
+  };
 
-  // model.wasm: streaming compile in browsers, hashing the same bytes in parallel.
+  // the chosen build (model.wasm unless a variant was chosen): streaming compile in browsers,
+  // hashing the same bytes in parallel.
   const wasmP = (async () => {
-    const f = await open(loc, "model.wasm", fetchImpl);
+    const f = await open(loc, file, fetchImpl);
     if (f.bytes) {
-      await verify(f.bytes, doVerify && files["model.wasm"], loc.base + "model.wasm");
+      await verify(f.bytes, doVerify && files[file], loc.base + file);
       bytes.wasm = f.bytes.byteLength;
-      return compile(() => WebAssembly.compile(f.bytes), loc.base);
+      keepHeap(f.bytes);
+      return compile(() => WebAssembly.compile(f.bytes), loc.base + file);
     }
     const r = f.response;
     const streaming = typeof WebAssembly.compileStreaming === "function" &&
@@ -233,16 +250,18 @@ export async function fetchArtifact(src, opts = {}) {
     if (!streaming) {
       const b = new Uint8Array(await r.arrayBuffer());
       bytes.wasm = b.byteLength;
-      await verify(b, doVerify && files["model.wasm"], loc.base + "model.wasm");
-      return compile(() => WebAssembly.compile(b), loc.base);
+      await verify(b, doVerify && files[file], loc.base + file);
+      keepHeap(b);
+      return compile(() => WebAssembly.compile(b), loc.base + file);
     }
     const copy = r.clone();
     const [mod, b] = await Promise.all([
-      compile(() => WebAssembly.compileStreaming(r), loc.base),
+      compile(() => WebAssembly.compileStreaming(r), loc.base + file),
       copy.arrayBuffer(),
     ]);
     bytes.wasm = b.byteLength;
-    await verify(b, doVerify && files["model.wasm"], loc.base + "model.wasm");
+    await verify(b, doVerify && files[file], loc.base + file);
+    keepHeap(b);
     return mod;
   })();
   const weightsP = (async () => {
@@ -253,15 +272,38 @@ export async function fetchArtifact(src, opts = {}) {
     return b;
   })();
   const [module, weights] = await Promise.all([wasmP, weightsP]);
-  return { manifest, module, weights, base: loc.base, bytes, fetchMs: performance.now() - t0 };
+  return { manifest, module, weights, base: loc.base, bytes, fetchMs: performance.now() - t0,
+    variant: choice.spec, threads: choice.threads, heapBase: heap };
 }
 
-async function compile(fn, base) {
+async function compile(fn, where) {
   try {
     return await fn();
   } catch (e) {
-    throw new ArtifactError(`${base}model.wasm is not a valid WebAssembly module: ${e.message}`);
+    throw new ArtifactError(`${where} is not a valid WebAssembly module: ${e.message}`);
   }
+}
+
+/** The build and thread count for opts.threads / opts.variant; warns loudly when threads fall back to one. */
+async function chooseBuild(manifest, base, opts) {
+  const asked = opts.threads;
+  if (asked != null && (!Number.isInteger(asked) || asked < 1 || asked > MAX_THREADS)) {
+    throw new ThreadsError(`threads=${asked}: expected an integer from 1 to ${MAX_THREADS} (or leave it out: the cores)`);
+  }
+  const threads = asked ?? (await defaultThreads());
+  const variant = opts.variant ?? "auto";
+  if (typeof variant !== "string") throw new ThreadsError(`variant must be a build name, "auto" or "simd128"`);
+  const specs = parseVariants(manifest, `${base}manifest.json`, (m) => new ArtifactError(m));
+  const choice = chooseVariant(specs, threads, variant, engineFeatures(), base, (m) => new ThreadsError(m));
+  if (choice.fallback) {
+    console.warn(
+      `%cwasm-torch: running "${manifest.name}" on ONE thread, not ${threads}: ${choice.fallback}. ` +
+        "For intra-op threads serve the page with the headers 'Cross-Origin-Opener-Policy: same-origin' and " +
+        "'Cross-Origin-Embedder-Policy: require-corp' (see serve.py / _headers next to index.html).",
+      "font-weight:bold;font-size:1.2em;color:#b00",
+    );
+  }
+  return choice;
 }
 
 const align = (n, a = 64) => Math.ceil(n / a) * a;
@@ -284,13 +326,16 @@ export class WasmTorch {
   /** Instantiate from what fetchArtifact returned (used by the Web Worker). */
   static async fromParts(parts, opts = {}) {
     const m = new WasmTorch(parts.manifest, parts.base ?? "");
-    await m.#instantiate(parts.module, parts.weights, opts.memoryLimit);
+    m.variant = parts.variant?.name ?? "simd128";
+    if (parts.variant?.threads) await m.#instantiateThreaded(parts, opts);
+    else await m.#instantiate(parts.module, parts.weights, opts.memoryLimit);
     m.bytes = parts.bytes ?? { manifest: 0, wasm: 0, weights: parts.weights.byteLength };
     return m;
   }
 
   #fn;
   #mem;
+  #pool = null;
   #sp;
   #sp0;
   #syms;
@@ -306,7 +351,60 @@ export class WasmTorch {
     this.outputs = manifest.outputs;
     this.symbols = manifest.symbols ?? [];
     this.loadMs = 0;
+    this.threads = 1;
+    this.variant = "simd128";
   }
+
+  /** A threaded build: one shared memory, this thread the leader, threads - 1 helper workers. */
+  async #instantiateThreaded(parts, opts) {
+    const m = this.manifest, spec = parts.variant, where = this.base + spec.file;
+    const bad = (why) => new ArtifactError(`${where}: ${why}; recompile the model`);
+    checkThreaded(parts.module, m.entry, bad);
+    const wb = Number(m.memory.weights_bytes);
+    if (parts.weights.byteLength !== wb) throw bad(`weights.bin has ${parts.weights.byteLength} bytes, manifest says ${wb}`);
+    const threads = parts.threads ?? 1;
+    const lay = layout(parts.heapBase, wb, Number(m.memory.arena_bytes), threads, spec.stack_bytes);
+    if (opts.memoryLimit != null && opts.memoryLimit < lay.bytes) {
+      throw new MemoryLimitError(
+        `model "${this.name}" on ${threads} thread(s) needs ${lay.bytes} bytes of memory (weights, arena, ` +
+          `${threads - 1} helper stacks); memoryLimit=${opts.memoryLimit} is below that`,
+      );
+    }
+    let memory, ex;
+    try {
+      memory = new WebAssembly.Memory({ initial: lay.pages, maximum: lay.pages, shared: true });
+      ex = (await WebAssembly.instantiate(parts.module, { env: { memory } })).exports; // initialises its data once
+    } catch (e) {
+      throw new ArtifactError(`${where} cannot be instantiated: ${e.message}`);
+    }
+    if (Number(ex.__heap_base.value) !== parts.heapBase) throw bad("__heap_base is not the constant its global declares");
+    this.W = lay.W;
+    this.A = lay.A;
+    this.memoryBytes = lay.bytes;
+    new Uint8Array(memory.buffer, this.W, wb).set(parts.weights instanceof Uint8Array ? parts.weights : new Uint8Array(parts.weights));
+    this.#fn = ex[m.entry];
+    this.#mem = memory;
+    this.#sp = ex.__stack_pointer;
+    this.#sp0 = this.#sp.value;
+    this.#syms = this.symbols.map((s) => s.name);
+    const ctl = (op, arg) => ex.wt_pool_ctl(op, arg);
+    this.#pool = await startHelpers({ module: parts.module, memory, ctl, threads, stacks: lay.stacks,
+      stackBytes: spec.stack_bytes, name: this.name, helperUrl: opts.helperUrl });
+    this.threads = threads;
+  }
+
+  /** Chunks each thread ran and parallel steps since the last clear: proof that more than one thread worked. */
+  threadStats(clear = false) {
+    return this.#pool ? this.#pool.stats(clear) : { threads: 1, chunks: [], jobs: 0 };
+  }
+
+  /** Stop the helper threads (a threaded build); the model cannot run afterwards. */
+  close() {
+    this.#pool?.close();
+    this.#closed = true;
+  }
+
+  #closed = false;
 
   async #instantiate(module, weights, memoryLimit) {
     const m = this.manifest;
@@ -485,11 +583,16 @@ export class WasmTorch {
       writeInto(view, data, spec.dtype);
     });
     const args = [this.W, this.A, ...this.#syms.map((s) => syms[s])];
+    if (this.#closed) throw new ThreadsError(`${this.name}: the model was closed`);
     const t0 = performance.now();
     try {
       this.#fn(...args);
     } catch (e) {
       if (this.#sp) this.#sp.value = this.#sp0;
+      if (this.#pool && !this.#pool.recover()) {
+        this.close();
+        throw new ThreadsError(`${this.name}: helper threads did not finish after a trap; the model was closed`);
+      }
       const unreachable = /unreachable/i.test(String(e?.message));
       throw new TrapError(
         `${this.name}: wasm trap${unreachable ? " (an index input is out of range)" : ""}: ${e?.message ?? e}`,
@@ -521,6 +624,8 @@ export class WasmTorch {
       arenaBytes: Number(this.manifest.memory.arena_bytes),
       loadMs: this.loadMs,
       bytes: this.bytes,
+      variant: this.variant,
+      threads: this.threads,
     };
   }
 
@@ -548,7 +653,8 @@ export const load = (src, opts) => WasmTorch.load(src, opts);
 export default WasmTorch;
 
 // ---- worker mode -------------------------------------------------------------------------------
-const ERRORS = { WasmTorchError, ArtifactError, IntegrityError, InputError, MemoryLimitError, TrapError, UnsupportedError };
+const ERRORS = { WasmTorchError, ArtifactError, IntegrityError, InputError, MemoryLimitError, TrapError, UnsupportedError,
+  ThreadsError };
 const revive = (e) => new (ERRORS[e.name] ?? WasmTorchError)(e.message);
 
 /** A model running in one or more Web Workers: same run()/stats() API, the page never blocks. */
@@ -569,8 +675,8 @@ export class WorkerModel {
     Object.assign(this, info);
   }
 
-  /** Number of workers (parallel runs). */
-  get threads() {
+  /** Number of workers (independent instances: parallel runs). Each runs `threads` intra-op threads. */
+  get workers() {
     return this.#workers.length;
   }
 
@@ -623,18 +729,28 @@ export class WorkerModel {
     return Promise.all(this.#workers.map((w) => this._post(w, { op: "stats" })));
   }
 
+  /** Per worker: the chunks each of its threads ran and its parallel steps (see WasmTorch.threadStats). */
+  threadStats(clear = false) {
+    return Promise.all(this.#workers.map((w) => this._post(w, { op: "threadStats", clear })));
+  }
+
   terminate() {
     for (const w of this.#workers) w.terminate();
   }
 }
 
 /**
- * Load an artifact and run it in Web Workers. The page downloads and verifies the files once
- * (fetch, streaming compile and sha256 are all asynchronous), then hands the compiled module and
- * the weights to each worker. Cross-origin isolated pages get `workers` instances (default:
- * min(4, hardwareConcurrency)) sharing one SharedArrayBuffer copy of the weights in transit;
- * other pages get one worker and a loud console warning. Without Worker (Node), runs in-thread.
- * @param {string|URL} src @param {{workers?: number, workerUrl?: string|URL, verify?: boolean, fetch?: typeof fetch}} [opts]
+ * Load an artifact and run it in Web Workers, so the page never blocks. The page downloads and
+ * verifies the files once (fetch, streaming compile and sha256 are all asynchronous) and hands the
+ * compiled module and the weights to the workers. Two ways to use several cores:
+ *  - `threads` (default: the cores, at most 8): ONE worker runs the model with intra-op threads
+ *    (helper workers it starts itself, over one shared memory; weights once). Lowest latency.
+ *  - `workers: n` (with threads 1): n independent single-threaded instances; parallel runs, each at
+ *    one-core latency. Most throughput for many concurrent requests.
+ * Both need a cross-origin isolated page (SharedArrayBuffer); elsewhere one worker runs on one
+ * thread and a loud console warning says why. Without Worker (Node), runs in-thread.
+ * @param {string|URL} src
+ * @param {{workers?: number, threads?: number, variant?: string, workerUrl?: string|URL, verify?: boolean, fetch?: typeof fetch}} [opts]
  */
 export async function loadInWorker(src, opts = {}) {
   const t0 = performance.now();
@@ -643,9 +759,11 @@ export async function loadInWorker(src, opts = {}) {
     return WasmTorch.load(src, opts);
   }
   const isolated = globalThis.crossOriginIsolated === true;
-  const hw = globalThis.navigator?.hardwareConcurrency || 1;
-  const n = Math.max(1, opts.workers ?? (isolated ? Math.min(4, hw) : 1));
-  if (!isolated) {
+  let n = Math.max(1, opts.workers ?? 1);
+  if (n > 1 && (opts.threads ?? 1) > 1) {
+    throw new ThreadsError("choose workers (several single-threaded instances) or threads (one instance, intra-op threads)");
+  }
+  if (n > 1 && !isolated) {
     console.warn(
       "%cwasm-torch: this page is NOT cross-origin isolated, so SharedArrayBuffer is off and the model runs " +
         "in ONE worker thread (parallel runs queue). Serve the page with the headers " +
@@ -653,8 +771,9 @@ export async function loadInWorker(src, opts = {}) {
         "(see serve.py / _headers next to index.html) to run several in parallel.",
       "font-weight:bold;font-size:1.2em;color:#b00",
     );
+    n = 1;
   }
-  const parts = await fetchArtifact(src, opts);
+  const parts = await fetchArtifact(src, { ...opts, threads: n > 1 ? 1 : opts.threads });
   let weights = parts.weights;
   const shared = isolated && n > 1 && typeof SharedArrayBuffer !== "undefined";
   if (shared) {
@@ -666,12 +785,14 @@ export async function loadInWorker(src, opts = {}) {
   const workers = Array.from({ length: n }, () => new Worker(url, { type: "module", name: `wasm-torch-${parts.manifest.name}` }));
   const model = new WorkerModel(parts.manifest, workers, { bytes: parts.bytes, shared, isolated });
   workers.forEach((w) => model._attach(w));
-  const msg = (w) => ({ op: "init", parts: { manifest: parts.manifest, module: parts.module, weights, base: parts.base, bytes: parts.bytes } });
+  const msg = () => ({ op: "init", parts: { ...parts, weights }, opts: { memoryLimit: opts.memoryLimit } });
   try {
     const infos = await Promise.all(
-      workers.map((w, i) => model._post(w, msg(w), !shared && i === n - 1 ? [weights.buffer] : [])),
+      workers.map((w, i) => model._post(w, msg(), !shared && i === n - 1 ? [weights.buffer] : [])),
     );
     model.memoryBytes = infos[0].memoryBytes;
+    model.threads = infos[0].threads;
+    model.variant = infos[0].variant;
     model.workerResources = infos[0].resources; // [url, bytes] the worker itself fetched (its scripts)
   } catch (e) {
     model.terminate();

@@ -1,5 +1,8 @@
 """Run artifacts with wasmtime. Imports neither torch nor the compiler."""
 
-from .module import WasmModule, load
+from .api import load
+from .module import WasmModule
+from .threads import VariantModule
+from .variants import ThreadsUnavailableWarning
 
-__all__ = ["WasmModule", "load"]
+__all__ = ["ThreadsUnavailableWarning", "VariantModule", "WasmModule", "load"]

@@ -11,10 +11,11 @@ for wasmtime-py's Func.__call__), and returns the outputs (copies by default, or
 with copy=False that stay valid until the next call). Memory is capped at what the model needs
 unless you pass memory_limit; deadline (seconds, epoch interruption) and fuel are opt-in.
 
-Integrity, all before wasmtime compiles anything: signature.json is checked over the exact bytes of
-manifest.json that are then parsed (when trusted_keys / require_signed are given, wasm_torch.integrity.signing),
-model.wasm and weights.bin are read once and checked against the manifest's sha256, and an encrypted
-weights.bin.enc is decrypted in memory with the keyring (wasm_torch.integrity.encryption) and checked the same way.
+Loading (loader.py) checks everything before any of the artifact runs: the signature over the exact
+manifest bytes that are parsed (with trusted_keys), the strict manifest schema, every file's size and
+sha256 (an encrypted weights.bin.enc is decrypted in memory first), the module's exports and exact
+types against the manifest (validate.py), and store limits are set before instantiation. The raw
+call below is only ever made on an entry whose type was checked to be (i32, i32, i32 x symbols) -> i32.
 
 One instance is not thread-safe (one wasmtime Store); use one per thread.
 """
@@ -22,6 +23,7 @@ One instance is not thread-safe (one wasmtime Store); use one per thread.
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,18 +33,7 @@ import numpy as np
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from ..artifact import (
-    ENCRYPTED_WEIGHTS,
-    WASM,
-    WEIGHTS,
-    Manifest,
-    TensorSpec,
-    eval_dim,
-    read_manifest,
-    read_manifest_bytes,
-    verify_bytes,
-    verify_files,
-)
+from ..artifact import ENCRYPTED_WEIGHTS, Manifest, TensorSpec, eval_dim
 from ..config import Settings
 from ..config import settings as load_settings
 from ..errors import (
@@ -51,16 +42,11 @@ from ..errors import (
     FuelExhausted,
     IndexOutOfRange,
     InputError,
-    MemoryLimitError,
     TrapError,
 )
 from . import engine as engines
-
-PAGE = 65536
-
-
-def _align(n: int, a: int = 64) -> int:
-    return (n + a - 1) // a * a
+from .index_check import index_trap_message
+from .loader import load_artifact
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -82,131 +68,65 @@ class WasmModule:
         trusted_keys: Iterable[Any] | None = None,
         require_signed: bool | None = None,
         keyring: Any = None,
+        name: str | None = None,
+        releases: Any = None,
     ):
         t0 = time.perf_counter()
         self.path = Path(path)
         self.settings = settings or load_settings()
-        raw_manifest = read_manifest_bytes(self.path)
-        self.signed_by = self._check_signature(raw_manifest, verify, trusted_keys, require_signed)
-        self.manifest: Manifest = read_manifest(self.path, raw_manifest)  # the bytes that were verified
+        loaded = load_artifact(
+            self.path,
+            settings=self.settings,
+            memory_limit=memory_limit,
+            deadline=deadline,
+            fuel=fuel,
+            verify=verify,
+            trusted_keys=trusted_keys,
+            require_signed=require_signed,
+            keyring=keyring,
+            name=name,
+            releases=releases,
+        )
+        self.manifest: Manifest = loaded.manifest
+        self.manifest_sha256 = loaded.manifest_sha256  # of the manifest bytes this instance runs
+        sig = loaded.signature
+        self.signed_by: list[str] = [] if sig is None else list(sig.key_ids)
+        self.release = None if sig is None else sig.release  # the signed {name, version}
         m = self.manifest
         self.encrypted = (self.path / ENCRYPTED_WEIGHTS).exists()
-        if verify:
-            verify_files(self.path, m, skip=(WASM, WEIGHTS))  # any other listed file
-        wasm = self._file(WASM).read_bytes()
-        weights = self._read_weights(raw_manifest, keyring, verify)
-        if verify:
-            verify_bytes(self.path, m, WASM, wasm)
         self.name = m.name
         self.inputs: list[TensorSpec] = m.inputs
         self.outputs: list[TensorSpec] = m.outputs
         self.deadline, self.fuel = deadline, fuel
-        wasm_sha = m.raw["files"][WASM]["sha256"]
-        mod, self.module_source = engines.module(
-            wasm, wasm_sha, fuel is not None, deadline is not None, self.settings
-        )
-        self.store = wasmtime.Store(engines.engine(fuel is not None, deadline is not None))
-        if deadline is not None:
-            self.store.set_epoch_deadline(engines.deadline_ticks(deadline))
-        if fuel is not None:
-            self.store.set_fuel(fuel)
-        self._instantiate(mod, memory_limit, weights)
-        self._calls, self._total_s, self._last_s = 0, 0.0, 0.0
-        self._fuel_last = self._fuel_total = 0
-        self.load_ms = (time.perf_counter() - t0) * 1e3
-
-    # ---- set-up -----------------------------------------------------------------------------------
-    def _check_signature(
-        self, raw_manifest: bytes, verify: bool, trusted_keys: Iterable[Any] | None, require: bool | None
-    ) -> list[str]:
-        keys = None if trusted_keys is None else list(trusted_keys)
-        require = keys is not None if require is None else require
-        if not require and keys is None:
-            return []
-        if not verify:
-            raise ArtifactError("verify=False cannot be combined with trusted_keys / require_signed")
-        if not keys:
-            raise ArtifactError(
-                "signature checks need trusted_keys (.pub files or public keys, e.g. from `wasm-torch keygen`)"
-            )
-        try:  # lazy: cryptography is needed only for signed or encrypted artifacts
-            from ..integrity.signing import verify_manifest
-        except ImportError as e:
-            raise ArtifactError(
-                f"signature checks need `cryptography>=48` (pip install cryptography): {e}"
-            ) from e
-        return verify_manifest(self.path, raw_manifest, keys, require=require)
-
-    def _file(self, name: str) -> Path:
-        p = self.path / name
-        if not p.is_file():
-            raise ArtifactError(f"{p} is missing (listed in manifest.json); the artifact is incomplete")
-        return p
-
-    def _read_weights(self, raw_manifest: bytes, keyring: Any, verify: bool) -> np.ndarray:
-        if self.encrypted:  # weights.bin.enc wins over a leftover weights.bin
-            try:
-                from ..integrity.encryption import as_keyring, load_weights
-            except ImportError as e:
-                raise ArtifactError(f"{ENCRYPTED_WEIGHTS} needs `cryptography>=48` to decrypt: {e}") from e
-            plain = load_weights(self.path, raw_manifest, as_keyring(keyring, self.settings))
-            return np.frombuffer(plain, dtype=np.uint8)
-        weights = np.fromfile(self._file(WEIGHTS), dtype=np.uint8)
-        if verify:
-            verify_bytes(self.path, self.manifest, WEIGHTS, weights.data)
-        return weights
-
-    def _instantiate(self, mod: wasmtime.Module, memory_limit: int | None, weights: np.ndarray) -> None:
-        m = self.manifest
-        try:
-            inst = wasmtime.Instance(self.store, mod, [])
-        except wasmtime.WasmtimeError as e:
-            raise ArtifactError(f"{self.path / WASM} cannot be instantiated: {e}") from e
-        exports = inst.exports(self.store)
-        mem, heap_base, fn = exports.get("memory"), exports.get("__heap_base"), exports.get(m.entry)
-        if not isinstance(mem, wasmtime.Memory) or not isinstance(fn, wasmtime.Func) or heap_base is None:
-            raise ArtifactError(f"{self.path / WASM} lacks the exports memory/__heap_base/{m.entry}")
-        self.W = _align(int(heap_base.value(self.store)))
-        self.A = _align(self.W + m.weights_bytes)
-        need = self.A + m.arena_bytes
-        self.memory_bytes = (need + PAGE - 1) // PAGE * PAGE
-        cap = self.memory_bytes if memory_limit is None else int(memory_limit)
-        if cap < self.memory_bytes:
-            raise MemoryLimitError(
-                f"model {self.name!r} needs {self.memory_bytes:,} bytes of linear memory "
-                f"(weights {m.weights_bytes:,} + arena {m.arena_bytes:,}); memory_limit={cap:,} is below that. "
-                "Raise memory_limit or recompile with smaller dynamic-dimension maxima."
-            )
-        self.store.set_limits(memory_size=cap)
-        grow = self.memory_bytes // PAGE - mem.size(self.store)
-        if grow > 0:
-            try:
-                mem.grow(self.store, grow)
-            except wasmtime.WasmtimeError as e:
-                raise MemoryLimitError(f"could not grow memory to {self.memory_bytes:,} bytes: {e}") from e
-        self._mem, self._fn = mem, fn
+        self.store, self.module_source = loaded.store, loaded.module_source
+        self.W, self.A, self.memory_bytes = loaded.W, loaded.A, loaded.memory_bytes
+        self._mem, self._fn = loaded.memory, loaded.entry
         # A trap leaves the C shadow-stack pointer wherever the trapped function had moved it;
         # we put it back after every trap so a module that hit a limit stays usable forever.
-        sp = exports.get("__stack_pointer")
-        self._sp = sp if isinstance(sp, wasmtime.Global) else None
-        self._sp0 = sp.value(self.store) if self._sp is not None else None
-        base = ctypes.addressof(mem.data_ptr(self.store).contents)
-        self._buf = (ctypes.c_ubyte * mem.data_len(self.store)).from_address(base)
-        if weights.size != m.weights_bytes:
-            raise ArtifactError(
-                f"{self.path / WEIGHTS} has {weights.size} bytes, manifest says {m.weights_bytes}"
-            )
-        np.frombuffer(self._buf, np.uint8, weights.size, self.W)[:] = weights
+        self._sp = loaded.stack_pointer
+        self._sp0 = self._sp.value(self.store)
+        base = ctypes.addressof(self._mem.data_ptr(self.store).contents)
+        self._buf = (ctypes.c_ubyte * self._mem.data_len(self.store)).from_address(base)
+        self._arena_end = self.A + m.arena_bytes
         nargs = 2 + len(m.symbols)
         self._args = (ffi.wasmtime_val_raw_t * nargs)()
         self._nargs = nargs
         self._sym_index = {s.name: k for k, s in enumerate(m.symbols)}
+        self._calls, self._total_s, self._last_s = 0, 0.0, 0.0
+        self._fuel_last = self._fuel_total = 0
+        self.load_ms = (time.perf_counter() - t0) * 1e3
 
     # ---- views of linear memory ------------------------------------------------------------------
     def _view(self, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
         dt = np.dtype(spec.dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        return np.frombuffer(self._buf, dt, count, self.A + spec.offset).reshape(shape)
+        count = math.prod(shape)
+        start = self.A + spec.offset
+        if min(shape, default=0) < 0 or start + count * dt.itemsize > self._arena_end:
+            raise ArtifactError(
+                f"{self.name}: the manifest places {spec.name!r} with shape {list(shape)} outside the arena "
+                f"({self._arena_end - self.A:,} bytes): it is inconsistent. Recompile the model."
+            )
+        return np.frombuffer(self._buf, dt, count, start).reshape(shape)
 
     def _bind(self, arrays: list[np.ndarray]) -> dict[str, int]:
         syms: dict[str, int] = {}
@@ -288,7 +208,11 @@ class WasmModule:
         for name, k in self._sym_index.items():
             self._args[2 + k].i32 = syms[name]
         t0 = time.perf_counter()
-        self._invoke()
+        try:
+            self._invoke()
+        except IndexOutOfRange as e:  # name the input, the bad value and the valid range
+            msg = index_trap_message(self.manifest.raw.get("index_inputs") or {}, [s.name for s in self.inputs], arrays)
+            raise IndexOutOfRange(f"{self.name}: {msg}") from e
         dt = time.perf_counter() - t0
         self._calls += 1
         self._total_s += dt
@@ -358,6 +282,9 @@ class WasmModule:
 def load(path: str | Path, **options: Any) -> WasmModule:
     """Load a compiled artifact folder. Options: memory_limit (bytes), deadline (s), fuel, verify;
     integrity: trusted_keys (.pub paths or public keys: signatures required unless require_signed=False,
-    which checks only signatures that exist), keyring (Keyring or keyring file, for weights.bin.enc;
-    default from WASM_TORCH_KEYRING / WASM_TORCH_KEYS)."""
+    which checks only signatures that exist), name (the release name the signature must carry; default
+    the folder's name, '*' for any), releases (a release-store file for rollback protection; default
+    WASM_TORCH_RELEASES), keyring (Keyring or keyring file, for weights.bin.enc; default from
+    WASM_TORCH_KEYRING / WASM_TORCH_KEYS). verify=False skips the sha256 checks and the compiled-module
+    cache (the module is compiled privately). Every malformed artifact raises ArtifactError."""
     return WasmModule(path, **options)

@@ -4,157 +4,44 @@
     app = create_app({"mlp": "out/mlp"}, ServeSettings(replicas=2, cache_size=1024))
 
 Order of checks on /infer (cheapest first, all before compute): bearer auth, rate limit, model
-lookup, declared and streamed body size, strict JSON (no NaN/Infinity), v2 schema + model spec
-(names, datatypes, ranks, fixed dims, consistent symbolic dims, element counts, finiteness,
-integer ranges), input anomaly score. Every error is `{"error": "..."}` with the status from
-`errors.STATUS_TABLE`.
+lookup, declared and streamed body size, strict JSON (no NaN/Infinity, bounded depth), v2 schema +
+model spec (names, datatypes, ranks, fixed dims, consistent symbolic dims, element counts,
+finiteness, integer ranges, requested outputs), input anomaly score; after compute, the answer's
+size bound. Every error is `{"error": "..."}` with the status from `errors.STATUS_TABLE`; the infer
+path itself is `handler.py`.
+
+With bearer tokens set, every route needs one except the health probes and `/v2`; `/metrics`
+and the API docs (`/docs`, `/openapi.json`) too, unless `open_metrics` / `open_docs` open them.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wasm_torch.serve import schemas
-from wasm_torch.serve.audit import AuditLog
-from wasm_torch.serve.cache import input_digest
 from wasm_torch.serve.clock import Clock, monotonic
-from wasm_torch.serve.errors import (
-    AnomalousInput,
-    PayloadTooLarge,
-    RateLimited,
-    RequestError,
-    Unavailable,
-    classify,
-    public_message,
-)
-from wasm_torch.serve.guard import AnomalyScorer, RateLimiter, check_bearer
+from wasm_torch.serve.errors import RequestError
+from wasm_torch.serve.handler import MODEL_VERSION, Server, error_response, json_response, read_body
 from wasm_torch.serve.healing import Orchestrator
+from wasm_torch.serve.learning import start_learning
 from wasm_torch.serve.metrics import Metrics
-from wasm_torch.serve.protocol import encode_outputs, loads_strict, parse_infer_request, tensor_metadata
+from wasm_torch.serve.protocol import loads_strict, tensor_metadata
 from wasm_torch.serve.registry import ModelSource, Registry
+from wasm_torch.serve.seams import ModelRegistry
 from wasm_torch.serve.settings import ServeSettings
 
-log = logging.getLogger("wasm_torch.serve")
 SERVER_NAME = "wasm-torch"
-MODEL_VERSION = "1"
-
-
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    text = json.dumps(body, allow_nan=False, separators=(",", ":"))
-    return Response(text, status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(exc: BaseException) -> Response:
-    status, _ = classify(exc)
-    headers = {}
-    if isinstance(exc, RateLimited | Unavailable):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return json_response({"error": public_message(exc)}, status, headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError("invalid Content-Length header")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
-    if "inference-header-content-length" in request.headers:
-        raise RequestError("the binary tensor extension is not supported; send JSON data")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class Server:
-    """State shared by the routes of one app."""
-
-    def __init__(self, registry: Registry, settings: ServeSettings, metrics: Metrics, clock: Clock):
-        self.registry, self.settings, self.metrics, self.clock = registry, settings, metrics, clock
-        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock)
-        self.scorers = {name: AnomalyScorer(settings.anomaly_warmup) for name in registry.pools}
-        self.audit = AuditLog(settings.audit_log) if settings.audit_log else None
-        self.healer = Orchestrator(list(registry.pools.values()), metrics) if settings.healing else None
-
-    def client_id(self, request: Request) -> str:
-        if self.settings.auth_tokens:
-            return check_bearer(request.headers.get("authorization"), self.settings.auth_tokens)
-        return "ip:" + (request.client.host if request.client else "unknown")
-
-    def admit(self, request: Request) -> str:
-        client = self.client_id(request)
-        self.limiter.check(client)
-        return client
-
-    async def infer(self, request: Request, name: str) -> Response:
-        t0 = time.perf_counter()
-        client, model, record = "?", "_unknown", {}
-        try:
-            client = self.admit(request)
-            pool = self.registry.get(name)
-            model = name
-            body = await read_body(request, self.settings.max_body_bytes)
-            req = parse_infer_request(
-                loads_strict(body), pool.inputs, pool.outputs, self.settings.max_elements
-            )
-            record["id"] = req.id
-            threshold = self.settings.anomaly_reject_score
-            score = self.scorers[name].score(req.inputs, learn_below=threshold)
-            record["anomaly"] = round(score, 3)
-            self.metrics.anomaly.labels(model).observe(score)
-            if threshold is not None and score > threshold:
-                raise AnomalousInput(f"input anomaly score {score:.1f} is above the limit {threshold:g}")
-            if self.audit:
-                record["input_sha256"] = input_digest(req.inputs).hex()[:32]
-            results = await pool.ainfer(req.inputs)
-            body_out: dict[str, Any] = {
-                "model_name": name,
-                "model_version": MODEL_VERSION,
-                "outputs": encode_outputs(results, req.outputs),
-            }
-            if req.id is not None:
-                body_out["id"] = req.id
-            response = json_response(body_out)
-        except Exception as exc:  # every exception becomes a clear JSON error
-            status, kind = classify(exc)
-            if kind == "internal":
-                log.exception("internal error serving %r", model)
-            self.metrics.errors.labels(model, kind).inc()
-            if status < 500 and kind not in ("deadline_exceeded", "fuel_exhausted", "memory_limit"):
-                self.metrics.rejections.labels(kind).inc()
-            response = error_response(exc)
-            record["error"] = kind
-        elapsed = time.perf_counter() - t0
-        self.metrics.requests.labels(model, str(response.status_code)).inc()
-        self.metrics.latency.labels(model).observe(elapsed)
-        if self.audit:
-            self.audit.append(
-                "infer",
-                client=client,
-                model=model,
-                status=response.status_code,
-                ms=round(elapsed * 1e3, 3),
-                **record,
-            )
-        return response
+__all__ = ["MODEL_VERSION", "SERVER_NAME", "Server", "build_app", "create_app"]
 
 
 def create_app(
@@ -166,23 +53,34 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = Metrics()
-    return build_app(Registry(models, settings, metrics, clock, seed), settings, metrics, clock=clock)
+    registry = Registry(models, settings, metrics, clock, seed)
+    healer = Orchestrator(list(registry.pools.values()), metrics) if settings.healing else None
+    return build_app(registry, settings, metrics, clock=clock, healer=healer)
 
 
 def build_app(
-    registry: Registry, settings: ServeSettings, metrics: Metrics, *, clock: Clock = monotonic
+    registry: ModelRegistry,
+    settings: ServeSettings,
+    metrics: Metrics,
+    *,
+    clock: Clock = monotonic,
+    healer: Orchestrator | None = None,
 ) -> FastAPI:
-    """The routes over a registry: `create_app` passes its in-process `Registry`; the Ray Serve
-    ingress (`ray/ingress.py`) passes one whose pools forward to Ray deployments."""
-    server = Server(registry, settings, metrics, clock)
+    """The routes over a registry: `create_app` passes its in-process `Registry` (and the healer
+    of its pools); the Ray Serve ingress (`ray/ingress.py`) passes one whose pools forward to Ray
+    deployments, which heal themselves."""
+    server = Server(registry, settings, metrics, clock, healer)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if server.healer is not None:
             server.healer.start(settings.healing_interval_s)
+        learning = start_learning(server, settings)  # serve/learning.py: None unless settings.learn_memory
         try:
             yield
         finally:
+            if learning is not None:
+                learning.stop()
             if server.healer is not None:
                 server.healer.stop()
             server.registry.close()
@@ -192,6 +90,9 @@ def build_app(
         version=MODEL_VERSION,
         lifespan=lifespan,
         description="KServe v2 (Open Inference Protocol) REST over sandboxed WebAssembly models.",
+        docs_url=None,  # served below, behind the token unless open_docs
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.server = server
 
@@ -223,7 +124,7 @@ def build_app(
     )
     async def ready() -> Response:
         ok = server.registry.ready
-        refused = sorted(getattr(server.registry, "refused", {}))  # D9: artifacts that failed integrity
+        refused = sorted(server.registry.refused)  # artifacts that failed to load (listed, not fatal)
         return json_response({"ready": ok, **({"refused": refused} if refused else {})}, 200 if ok else 503)
 
     async def model_metadata(request: Request, name: str) -> Response:
@@ -256,7 +157,10 @@ def build_app(
     async def model_stats(request: Request, name: str) -> Response:
         try:
             server.admit(request)
-            return json_response({"name": name, **server.registry.get(name).describe()})
+            pool = server.registry.get(name)
+            return json_response(
+                {"name": name, **pool.describe(), "anomaly": server.scorers[name].describe()}
+            )
         except Exception as exc:
             return error_response(exc)
 
@@ -293,14 +197,18 @@ def build_app(
         try:
             server.admit(request)
             raw = await read_body(request, 4096)
-            doc = loads_strict(raw) if raw.strip() else {}
-            only_ready = doc.get("ready", False) if isinstance(doc, dict) else None
-            if not isinstance(only_ready, bool) or set(doc) - {"ready"}:
+            doc = loads_strict(raw, settings.max_json_depth) if raw.strip() else {}
+            if (
+                not isinstance(doc, dict)
+                or set(doc) - {"ready"}
+                or not isinstance(doc.get("ready", False), bool)
+            ):
                 raise RequestError('the index request body is {} or {"ready": true|false}')
+            only_ready = doc.get("ready", False)
         except Exception as exc:
             return error_response(exc)
         states = {n: ("READY" if p.ready else "UNAVAILABLE", "") for n, p in server.registry.pools.items()}
-        states.update({n: ("UNAVAILABLE", why) for n, why in getattr(server.registry, "refused", {}).items()})
+        states.update({n: ("UNAVAILABLE", why) for n, why in server.registry.refused.items()})
         rows = [
             {"name": n, "version": MODEL_VERSION, "state": state, "reason": why}
             for n, (state, why) in sorted(states.items())
@@ -309,20 +217,39 @@ def build_app(
         return json_response(rows)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        try:
+            server.admit_unless(request, settings.open_metrics)
+        except Exception as exc:
+            return error_response(exc)
         for pool in server.registry.pools.values():
             pool.refresh_gauges()
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        if app.openapi_schema is None:  # built once, with the infer request schema injected
             doc = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             app.openapi_schema = schemas.inject_infer_schema(doc)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> Response:
+        try:
+            server.admit_unless(request, settings.open_docs)
+        except Exception as exc:
+            return error_response(exc)
+        return json_response(openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> Response:
+        try:
+            server.admit_unless(request, settings.open_docs)
+        except Exception as exc:
+            return error_response(exc)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
+
     return app
 
 

@@ -1,4 +1,4 @@
-"""Cascade router (D6, the honest "Tiny Dancer"): a small classifier answers when it is confident,
+"""Cascade router (the honest "Tiny Dancer"): a small classifier answers when it is confident,
 otherwise the request goes to a large one.
 
     cascade/cascade.json   {"format": "wasm-torch-cascade/1", "small": "small", "large": "large",
@@ -18,6 +18,7 @@ the answering model's logits plus `cascade_model` (INT32 per row: 0 small, 1 lar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -28,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from wasm_torch.artifact import TensorSpec
-from wasm_torch.errors import ArtifactError
+from wasm_torch.artifact import TensorSpec, read_regular
+from wasm_torch.artifact.layout import MAX_SMALL_FILE_BYTES
+from wasm_torch.errors import ArtifactError, IntegrityError
 
 CASCADE_FILE = "cascade.json"
 FORMAT = "wasm-torch-cascade/1"
@@ -134,16 +136,18 @@ def _bad(path: Path, what: str) -> ArtifactError:
     return ArtifactError(f"{path}: {what}")
 
 
-def read_config(folder: str | os.PathLike[str]) -> CascadeConfig:
-    """Read and check `folder/cascade.json`; member paths are relative to `folder`."""
+def read_config(folder: str | os.PathLike[str], data: bytes | None = None) -> CascadeConfig:
+    """Read and check `folder/cascade.json`; member paths are relative to `folder`. `data`: the bytes
+    of cascade.json already read (and signature-checked), so exactly those are used."""
     folder = Path(folder)
     path = folder / CASCADE_FILE
-    try:
-        raw = json.loads(path.read_text(), parse_constant=lambda c: math.nan)
-    except FileNotFoundError:
-        raise _bad(path, "not found; write it with wasm_torch.serve.cascade.write_config") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"is not valid JSON ({exc})") from exc
+    if data is None and not path.exists():
+        raise _bad(path, "not found; write it with wasm_torch.serve.cascade.write_config")
+    try:  # a regular file inside the folder, at most 1 MiB (no link, FIFO or device)
+        data = read_regular(folder, CASCADE_FILE, max_bytes=MAX_SMALL_FILE_BYTES) if data is None else data
+        raw = json.loads(data.decode(), parse_constant=lambda c: math.nan)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise _bad(path, f"is not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise _bad(path, "must hold a JSON object")
     if raw.get("format") != FORMAT:
@@ -303,18 +307,54 @@ class CascadeModel:
         }
 
 
+def _verified_config(folder: Path, integrity: Mapping[str, Any] | None) -> tuple[bytes | None, dict[str, str]]:
+    """With trusted keys: check the cascade's signature.json (it covers cascade.json and each member's
+    manifest.json) and return the verified cascade.json bytes and the member manifest hashes it pins."""
+    keys = (integrity or {}).get("trusted_keys")
+    require = (integrity or {}).get("require_signed", keys is not None)
+    if keys is None and not require:
+        return None, {}
+    from wasm_torch.config import settings
+    from wasm_torch.integrity.signing import verify_release
+
+    store = (integrity or {}).get("releases") or settings().release_store
+    v = verify_release(folder, keys or [], require=require, store=store)
+    if v is None:  # unsigned, and signatures are optional
+        return None, {}
+    pins = {rel.rsplit("/", 1)[0]: hashlib.sha256(data).hexdigest() for rel, data in v.files.items() if "/" in rel}
+    return v.files[CASCADE_FILE], pins
+
+
 def cascade_factory(
-    folder: str | os.PathLike[str], member_factory: Callable[[Path], Callable[[], Any]]
+    folder: str | os.PathLike[str],
+    member_factory: Callable[[Path], Callable[[], Any]],
+    integrity: Mapping[str, Any] | None = None,
 ) -> Callable[[], CascadeModel]:
     """A factory of fresh cascades for the server. The config is read and checked now, so a bad
     `cascade.json` fails at start-up; `member_factory(path)` makes the loader of one member (the
-    registry passes its own, so members are sandboxed and verified like any served model)."""
-    cfg = read_config(folder)
+    registry passes its own, so members are sandboxed and verified like any served model).
+    `integrity`: the `wasm_torch.load` options (trusted_keys, require_signed): the cascade's own
+    signature is checked, and every member instance must run the manifest it pins."""
+    folder = Path(folder)
+    data, pins = _verified_config(folder, integrity)
+    cfg = read_config(folder, data)
+    if pins and set(pins) != {p.name for p in (cfg.small, cfg.large)}:
+        raise IntegrityError(f"{folder / CASCADE_FILE}: its signature does not pin both members' manifests")
     make_small, make_large = member_factory(cfg.small), member_factory(cfg.large)
-    name = Path(folder).resolve().name
+    name = folder.resolve().name
+
+    def member(make_one: Callable[[], Any], path: Path) -> Any:
+        m = make_one()
+        if pins and getattr(m, "manifest_sha256", None) != pins[path.name]:
+            raise IntegrityError(
+                f"cascade {name!r}: member {path.name!r} does not run the manifest.json the cascade's signature "
+                "pins (the member folder was changed or swapped after signing)"
+            )
+        return m
 
     def make() -> CascadeModel:
-        return CascadeModel(make_small(), make_large(), cfg.threshold, cfg.score, cfg.output, name)
+        small, large = member(make_small, cfg.small), member(make_large, cfg.large)
+        return CascadeModel(small, large, cfg.threshold, cfg.score, cfg.output, name)
 
     return make
 
@@ -323,4 +363,4 @@ def load_cascade(folder: str | os.PathLike[str], **options: Any) -> CascadeModel
     """In-process API: load both members with `wasm_torch.load(path, **options)`."""
     import wasm_torch
 
-    return cascade_factory(folder, lambda p: lambda: wasm_torch.load(p, **options))()
+    return cascade_factory(folder, lambda p: lambda: wasm_torch.load(p, **options), options)()

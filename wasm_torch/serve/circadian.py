@@ -1,4 +1,4 @@
-"""Circadian controller (D7): phases active / dawn / dusk / rest whose duty factors gate background
+"""Circadian controller: phases active / dawn / dusk / rest whose duty factors gate background
 work (cache warm-up, learning, consolidation), so a server spends little on it while traffic sleeps.
 
 Phases come from *observed load* (default): an EWMA of the request rate over `window_s`, as a

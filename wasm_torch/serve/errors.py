@@ -2,6 +2,12 @@
 
 Client faults are 4xx with a message that says what to fix; replica faults are 5xx. A bad
 request never produces a 500: only a trap inside a module or a bug of ours does.
+
+Whose fault is it? `client_fault` is asked first: an error the request caused (bad input, an
+out-of-range index — which is also a trap —, a request over its sandbox budget) never counts
+against a replica, never opens its circuit breaker and never restarts its instance; only then
+does `replica_fault` look at what is left (a trap that is not the request's, a dead or hung
+worker).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from wasm_torch.errors import (
     DeadlineExceeded,
     ExecutionError,
     FuelExhausted,
+    IndexOutOfRange,
     InputError,
     LimitError,
     MemoryLimitError,
@@ -33,6 +40,19 @@ class RequestError(ServeError, ValueError):
 
 class PayloadTooLarge(RequestError):
     pass
+
+
+class ResponseTooLarge(RequestError):
+    """The answer would be larger than `max_response_bytes`: ask for fewer rows or outputs."""
+
+
+class ReadTimeout(RequestError):
+    """The request (head and body) did not arrive within `read_timeout_s`."""
+
+
+class ClientGone(RequestError):
+    """The client closed the connection before sending its whole body; nobody reads the answer.
+    Counted as 499 ("client closed request", as nginx does), never as a server error."""
 
 
 class Unauthorized(ServeError):
@@ -86,8 +106,12 @@ class ReplicaHung(ReplicaFailure):
 # (exception class, HTTP status, error kind for metrics). First match wins: order subclasses first.
 STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (PayloadTooLarge, 413, "payload_too_large"),
+    (ResponseTooLarge, 422, "response_too_large"),
+    (ReadTimeout, 408, "read_timeout"),
+    (ClientGone, 499, "client_disconnected"),
     (AnomalousInput, 422, "anomalous_input"),
     (RequestError, 400, "bad_request"),
+    (IndexOutOfRange, 400, "index_out_of_range"),  # a trap too, but the caller's data is what is wrong
     (InputError, 400, "bad_input"),
     (Unauthorized, 401, "unauthorized"),
     (ModelNotFound, 404, "model_not_found"),
@@ -107,14 +131,27 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (ExecutionError, 500, "execution"),
 )
 
+# Failures the request itself caused. Checked FIRST: IndexOutOfRange is a TrapError too, and it
+# must never charge the replica (else a client sending bad token ids takes a model offline).
+CLIENT_FAULTS: tuple[type[BaseException], ...] = (InputError, LimitError, RequestError)
 # Failures caused by the replica rather than the request: they count against the replica's
-# circuit breaker and may be retried on another replica (inference is a pure function).
+# circuit breaker, restart its instance, and may be retried elsewhere (inference is pure).
 REPLICA_FAULTS: tuple[type[BaseException], ...] = (ReplicaFailure, TrapError)
 RETRYABLE: tuple[type[BaseException], ...] = (ReplicaFailure,)
 
 
+def client_fault(exc: BaseException) -> bool:
+    """The request caused this (bad data, over its own budget): say so to the client, blame no one."""
+    return isinstance(exc, CLIENT_FAULTS)
+
+
+def replica_fault(exc: BaseException) -> bool:
+    """The replica caused this: count it against the replica's breaker and restart its instance."""
+    return not client_fault(exc) and isinstance(exc, REPLICA_FAULTS)
+
+
 def retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RETRYABLE) and not isinstance(exc, ReplicaHung)
+    return replica_fault(exc) and isinstance(exc, RETRYABLE) and not isinstance(exc, ReplicaHung)
 
 
 def classify(exc: BaseException) -> tuple[int, str]:

@@ -1,14 +1,23 @@
 """Input guard pieces that run before any compute: bearer auth, per-client token buckets and a
 running-statistics anomaly score. (Body size, JSON strictness and spec checks live in the app
-and `protocol.py`.)"""
+and `protocol.py`.)
+
+Clients are identified by a hash of their whole bearer token (with auth on) or by their address:
+two tenants whose tokens share a prefix are two clients. The anomaly baseline learns only from
+requests that were answered 200, and no client may contribute more than a fixed share of it, so
+a burst of crafted (or later rejected) requests cannot define "normal" for everyone else.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,14 +25,20 @@ from wasm_torch.serve.clock import Clock, monotonic
 from wasm_torch.serve.errors import RateLimited, Unauthorized
 
 
+def token_id(token: str) -> str:
+    """A client id for a bearer token: a hash of the WHOLE token (never a prefix: tenants whose
+    tokens share a prefix must not share a rate-limit bucket), short enough for logs."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
 def check_bearer(header: str | None, tokens: Iterable[str]) -> str:
-    """Return the matching token's short id; raise Unauthorized. Constant-time comparison."""
+    """Return the matching token's client id; raise Unauthorized. Constant-time comparison."""
     if not header or not header.startswith("Bearer "):
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     given = header[len("Bearer ") :].strip().encode()
     for token in tokens:
         if hmac.compare_digest(given, token.encode()):
-            return "token:" + token[:4]
+            return token_id(token)
     raise Unauthorized("invalid bearer token")
 
 
@@ -72,7 +87,7 @@ class RateLimiter:
 
 
 class RunningStats:
-    """Welford mean/variance per feature."""
+    """Mean/variance per feature, merged a batch at a time (Chan et al.'s parallel Welford)."""
 
     def __init__(self, width: int) -> None:
         self.n = 0
@@ -80,29 +95,64 @@ class RunningStats:
         self.m2 = np.zeros(width)
 
     def update(self, rows: np.ndarray) -> None:
-        for row in rows:
-            self.n += 1
-            delta = row - self.mean
-            self.mean += delta / self.n
-            self.m2 += delta * (row - self.mean)
+        k = rows.shape[0]
+        if k == 0:
+            return
+        mean_b = rows.mean(axis=0)
+        m2_b = ((rows - mean_b) ** 2).sum(axis=0)
+        n = self.n + k
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (k / n)
+        self.m2 = self.m2 + m2_b + delta * delta * (self.n * k / n)
+        self.n = n
 
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / max(1, self.n - 1))
 
 
+@dataclass
+class Observation:
+    """One request's features and score, kept until we know whether the request was accepted."""
+
+    score: float
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return max((r.shape[0] for r in self.rows.values()), default=0)
+
+
 class AnomalyScorer:
     """Score = root-mean-square per-feature z-score of a request against running statistics.
 
     Features are the flattened trailing dims of each input when their size is fixed (one row per
-    batch element); otherwise a summary (mean, std, min, max) of the whole tensor. Statistics
-    learn only from requests that scored below the rejection threshold, so an attacker cannot
-    drag the baseline by flooding it with rejected inputs. Heuristic: not adversarial robustness.
+    batch element); otherwise a summary (mean, std, min, max) of the whole tensor. `observe` scores
+    without learning; the app calls `learn` only once the request was answered 200, so requests
+    that are rejected later (by the score, the model, or a limit) never shape the baseline.
+
+    Bounded influence: a client's learned rows may not exceed `client_share` of all learned rows
+    (or `client_share * warmup` while the baseline is young). Warming up therefore needs rows from
+    at least 1 / client_share distinct clients; until then the score stays 0 (nothing is
+    rejected) and `describe()` says so. This bounds one identity, not many: an attacker holding
+    several tokens or addresses holds several shares. Heuristic: not adversarial robustness.
     """
 
-    def __init__(self, warmup: int = 32, max_features: int = 65536) -> None:
-        self.warmup, self.max_features = warmup, max_features
+    def __init__(
+        self,
+        warmup: int = 32,
+        max_features: int = 65536,
+        client_share: float = 0.25,
+        max_clients: int = 10_000,
+    ) -> None:
+        if not 0 < client_share <= 1:
+            raise ValueError(f"client_share must be in (0, 1], got {client_share}")
+        self.warmup, self.max_features, self.client_share = warmup, max_features, client_share
+        self.max_clients = max_clients
         self._stats: dict[str, RunningStats] = {}
+        self._learned = 0  # rows learned, over all clients
+        self._by_client: OrderedDict[str, int] = OrderedDict()  # rows learned per client (LRU)
+        self._refused = 0  # rows not learned because their client was over its share
         self._lock = threading.Lock()
 
     def _rows(self, arr: np.ndarray) -> np.ndarray:
@@ -114,20 +164,55 @@ class AnomalyScorer:
             return np.zeros((1, 4))
         return np.array([[flat.mean(), flat.std(), flat.min(), flat.max()]])
 
-    def score(self, inputs: Mapping[str, np.ndarray], learn_below: float | None = None) -> float:
-        """Score a request (0 during warm-up), then learn from it if it scored below `learn_below`."""
-        scores, rows_by_key = [], {}
+    def observe(self, inputs: Mapping[str, np.ndarray]) -> Observation:
+        """Score a request (0 while warming up). Learns nothing."""
+        rows_by_key = {}
+        scores = []
+        for name, arr in inputs.items():
+            rows = self._rows(arr)
+            rows_by_key[f"{name}:{rows.shape[1]}"] = rows
         with self._lock:
-            for name, arr in inputs.items():
-                rows = self._rows(arr)
-                key = f"{name}:{rows.shape[1]}"
-                rows_by_key[key] = rows
+            for key, rows in rows_by_key.items():
                 st = self._stats.get(key)
                 if st is not None and st.n >= self.warmup:
                     z = (rows - st.mean) / np.maximum(st.std, 1e-3 * (1 + np.abs(st.mean)))
                     scores.append(float(np.sqrt(np.mean(z * z, axis=1)).max()))
-            score = max(scores, default=0.0)
-            if learn_below is None or score < learn_below:
-                for key, rows in rows_by_key.items():
-                    self._stats.setdefault(key, RunningStats(rows.shape[1])).update(rows)
-        return score
+        return Observation(max(scores, default=0.0), rows_by_key)
+
+    def learn(self, obs: Observation, client: str) -> int:
+        """Fold an accepted request into the baseline, within the client's share. Returns the
+        number of rows learned (0 when the client already holds its share)."""
+        with self._lock:
+            have = self._by_client.get(client, 0)
+            cap = max(math.ceil(self.client_share * self.warmup), int(self.client_share * self._learned))
+            room = max(0, cap - have)
+            take = min(room, obs.count)
+            self._refused += obs.count - take
+            if take == 0:
+                return 0
+            for key, rows in obs.rows.items():
+                self._stats.setdefault(key, RunningStats(rows.shape[1])).update(rows[:take])
+            self._learned += take
+            self._by_client[client] = have + take
+            self._by_client.move_to_end(client)
+            while len(self._by_client) > self.max_clients:  # forgetting a client frees no share of
+                self._by_client.popitem(last=False)  # the baseline: it only bounds memory
+            return take
+
+    def score(self, inputs: Mapping[str, np.ndarray], client: str = "local") -> float:
+        """Observe and learn at once (for callers with no later accept/reject step)."""
+        obs = self.observe(inputs)
+        self.learn(obs, client)
+        return obs.score
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            warm = bool(self._stats) and all(st.n >= self.warmup for st in self._stats.values())
+            return {
+                "warm": warm,
+                "learned_rows": self._learned,
+                "warmup_rows": self.warmup,
+                "clients": len(self._by_client),
+                "client_share": self.client_share,
+                "rows_over_share": self._refused,
+            }

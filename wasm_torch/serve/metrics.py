@@ -80,6 +80,12 @@ class Metrics:
             p + "healing_actions", "Self-healing actions taken", ["model", "action"], registry=r
         )
         self.safe_mode = Gauge(p + "safe_mode", "1 while the model runs in safe mode", ["model"], registry=r)
+        self.http_rejections = Counter(
+            p + "http_rejections",
+            "Connections refused by the HTTP layer before the app saw a request (serve/http.py)",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ from wasm_torch.serve.balancing import LoadStats
 from wasm_torch.serve.batching import Job, concat, split
 from wasm_torch.serve.breaker import CircuitBreaker
 from wasm_torch.serve.clock import Clock, monotonic
-from wasm_torch.serve.errors import REPLICA_FAULTS, ReplicaFailure, ReplicaHung
+from wasm_torch.serve.errors import ReplicaFailure, ReplicaHung, replica_fault
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.settings import ServeSettings
 
@@ -159,15 +159,16 @@ class Replica:
             if not (dead or hung):
                 return []
             reason = "worker died" if dead else "worker hung"
-            # A request that hung a worker alone is never retried (it may be the cause). Members
-            # of a hung batch are retried once each, alone, so the culprit is found. Inflight
-            # jobs of a dead worker are retried (bounded by max_retries). Queued jobs never
-            # started: they stay queued for the new worker.
+            # A request that hung a worker alone is never retried (it may be the cause). The
+            # members of a batch that hung or killed its worker are retried alone ("solo": never
+            # batched again), so the culprit cannot take its batch-mates down with it a second
+            # time. Retries are bounded by max_retries. Queued jobs never started: they stay
+            # queued for the new worker.
             msg = f"replica {self.rid} of {self.model!r}: {reason} while running the request"
             solo_hang = hung and len(self._inflight) == 1
             out: list[tuple[Job, BaseException]] = []
             for j in self._inflight:
-                j.meta["solo"] = j.meta.get("solo") or hung
+                j.meta["solo"] = True
                 out.append((j, ReplicaHung(msg) if solo_hang else ReplicaFailure(msg)))
             for _ in out:
                 self.stats.dropped()
@@ -311,17 +312,22 @@ class Replica:
         return True
 
     def _failed(self, job: Job, exc: Exception, elapsed: float) -> None:
+        """A request that failed alone. Whose fault decides everything: a client fault (bad input,
+        an out-of-range index even though it trapped, a request over its sandbox budget) is
+        answered as it is and leaves the replica untouched — its breaker, its statistics and its
+        instance (the trap left the instance usable: the runtime resets it after every trap). A
+        replica fault counts against the breaker and replaces the instance."""
         if not isinstance(exc, ExecutionError):
             log.exception("%s replica %d: unexpected error", self.model, self.rid, exc_info=exc)
             exc = ReplicaFailure(f"replica {self.rid} failed: {type(exc).__name__}")
-        self._finish(elapsed, not isinstance(exc, REPLICA_FAULTS))
-        if isinstance(exc, TrapError | ReplicaFailure):
+        blame = replica_fault(exc)
+        self._finish(elapsed, not blame)
+        if blame:
             self.request_restart("trap" if isinstance(exc, TrapError) else "failure")
         self.reroute(job, exc)
 
     def _finish(self, latency: float, ok: bool) -> None:
-        """Client faults (bad input, a request over its sandbox budget) count as ok here:
-        they say nothing about the replica's health."""
+        """Client faults count as ok here: they say nothing about the replica's health."""
         self.stats.finished(latency, ok)
         self.recent.append((self.clock(), latency, ok))
         self.completed += 1

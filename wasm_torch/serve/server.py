@@ -1,4 +1,8 @@
-"""Run the app with uvicorn: what `wasm-torch serve out/ --port 8000` calls."""
+"""Run the app with uvicorn: what `wasm-torch serve out/ --port 8000` calls.
+
+The HTTP limits of the settings (header size, read timeout, keep-alive, connections) are applied
+here through `http.uvicorn_options`; the app applies the rest (body and answer size, JSON depth).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,20 @@ def serve(
     import uvicorn
 
     from wasm_torch.serve.app import create_app
+    from wasm_torch.serve.http import uvicorn_options
+
+    settings = settings or ServeSettings()
+    app = create_app(models, settings)
+    rejections = app.state.server.metrics.http_rejections
+
+    def count(reason: str) -> None:
+        rejections.labels(reason).inc()
 
     uvicorn.run(
-        create_app(models, settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        **uvicorn_options(settings, count),
     )

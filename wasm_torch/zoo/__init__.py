@@ -1,4 +1,4 @@
-"""The model zoo: small reference models for tests, the demo and benchmarks (SPEC A9).
+"""The model zoo: small reference models for tests, the demo and benchmarks.
 
 Each entry builds a model and its example inputs deterministically from a seed. Hugging Face
 models are built from small configs with random weights (no hub access); all-MiniLM-L6-v2 uses

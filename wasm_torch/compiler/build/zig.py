@@ -6,6 +6,9 @@ exports its memory, `__heap_base` (where the host places weights) and the entry 
 Two translation units: the kernel library (kernels.c) at -O3, compiled once and cached, and the
 generated model code at -Os. The model code is hundreds of small loops; -O3 unrolls and
 vectorises each one into ~1 KB, -Os keeps them ~10x smaller, while the time is spent in kernels.
+
+Each build variant (build/variants.py: threads, relaxed SIMD) adds its flags to both units and to
+the link; the default is the plain SIMD128 build, model.wasm.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from ...config import Settings
 from ...errors import BuildError
 from ..options import CompileOptions
+from .variants import SIMD128, Variant
 
 STACK_BYTES = 1 << 20
 
@@ -55,13 +59,13 @@ LINK_FLAGS = [
 ]
 
 
-def flags(options: CompileOptions) -> dict[str, list[str]]:
+def flags(options: CompileOptions, variant: Variant = SIMD128) -> dict[str, list[str]]:
     """The exact zig cc flags of a build with these options (recorded in the manifest)."""
     return {
-        "common": COMMON,
+        "common": [*COMMON, *variant.cflags],
         "kernels": [options.kernel_opt],
         "model": [options.model_opt],
-        "link": LINK_FLAGS,
+        "link": [*LINK_FLAGS, *variant.lflags],
     }
 
 
@@ -109,17 +113,17 @@ def _store(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def kernels_object(settings: Settings, options: CompileOptions) -> Path:
-    """kernels.c compiled at options.kernel_opt; one per (kernel sources, flags, zig version)."""
-    kflags = flags(options)["kernels"]
-    key = _hash(_kernel_sources(), *COMMON, *kflags, version("ziglang"))
+def kernels_object(settings: Settings, options: CompileOptions, variant: Variant = SIMD128) -> Path:
+    """kernels.c compiled at options.kernel_opt for `variant`; one per (kernel sources, flags, zig version)."""
+    f = flags(options, variant)
+    key = _hash(_kernel_sources(), *f["common"], *f["kernels"], version("ziglang"))
     obj = settings.cache_dir / "build" / f"kernels-{key[:32]}.o"
     if obj.exists() and not settings.no_cache:
         return obj
     with tempfile.TemporaryDirectory(prefix="wasm_torch_k_") as tmp:
         out = Path(tmp) / "kernels.o"
         _run(
-            [*zig_command(), *COMMON, *kflags, "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
+            [*zig_command(), *f["common"], *f["kernels"], "-c", str(kernel_dir() / "kernels.c"), "-o", str(out)],
             settings,
             "compiling the kernel library",
         )
@@ -127,24 +131,36 @@ def kernels_object(settings: Settings, options: CompileOptions) -> Path:
     return obj
 
 
-def compile_c(c_source: str, settings: Settings, options: CompileOptions) -> bytes:
+def compile_c(c_source: str, settings: Settings, options: CompileOptions, variant: Variant = SIMD128) -> bytes:
     """Compile generated model C (which includes wt_kernels.h) and link it with the kernels."""
-    f = flags(options)
+    f = flags(options, variant)
     key = _hash(_kernel_sources(), c_source, *(x for v in f.values() for x in v), version("ziglang"))
     cached = settings.cache_dir / "build" / f"{key}.wasm"
     if cached.exists() and not settings.no_cache:
         return cached.read_bytes()
-    kobj = kernels_object(settings, options)
+    kobj = kernels_object(settings, options, variant)
     with tempfile.TemporaryDirectory(prefix="wasm_torch_build_") as tmp:
         src, obj, out = Path(tmp) / "model.c", Path(tmp) / "model.o", Path(tmp) / "model.wasm"
         src.write_text(c_source)
         _run(
-            [*zig_command(), *COMMON, *f["model"], "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
+            [*zig_command(), *f["common"], *f["model"], "-I", str(kernel_dir()), "-c", str(src), "-o", str(obj)],
             settings,
-            "compiling the model code",
+            f"compiling the model code ({variant.name} build)",
             keep=src,
         )
-        _run([*zig_command(), *COMMON, *LINK_FLAGS, str(obj), str(kobj), "-o", str(out)], settings, "linking")
+        _run([*zig_command(), *f["common"], *f["link"], str(obj), str(kobj), "-o", str(out)], settings,
+             f"linking ({variant.name} build)")
         data = out.read_bytes()
     _store(cached, data)
     return data
+
+
+def compile_variants(
+    c_source: str, settings: Settings, options: CompileOptions, variants: tuple[Variant, ...]
+) -> dict[str, bytes]:
+    """Every variant of one C source (zig runs in parallel, one process per variant)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(variants), os.cpu_count() or 1))) as pool:
+        built = pool.map(lambda v: compile_c(c_source, settings, options, v), variants)
+        return {v.name: wasm for v, wasm in zip(variants, built, strict=True)}

@@ -4,7 +4,9 @@ Every non-alias value is a contiguous buffer in the arena (A) or the weights reg
 offsets of the memory plan. Each node is rendered by its op's C emitter (the `emit` facet of its
 record in the op registry, `wasm_torch/compiler/ops/`): elementwise and data-movement ops as
 strided loop nests, heavy ops as calls of hand-written kernels from `kernels/`. Dimensions may be
-symbolic: they are printed as C expressions over the symbol arguments.
+symbolic: they are printed as C expressions over the symbol arguments. Large loops become tasks
+run by wt_parallel_for (codegen/parallel.py): the same C serves the single-threaded and the
+threaded builds, with bit-identical results.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..options import CompileOptions
 from .ctable import CTYPE
 from .loops import Loops
 from .memory_plan import MemoryPlan
+from .parallel import Tasks, ctx_typedef
 
 ENTRY = "wt_run"
 
@@ -23,19 +26,23 @@ class Emitter(Loops):
     def __init__(self, g: Graph, plan: MemoryPlan, options: CompileOptions):
         super().__init__(g, plan)
         self.options = options
+        self.tasks = Tasks(self)
+
+    def declare(self, v: str) -> None:
+        """`v_<name>`: a typed pointer to the value's bytes in the weights (W) or the arena (A)."""
+        ct = CTYPE[self.t(v).dtype]
+        if v in self.plan.weight_offsets:
+            self.w.line(f"const {ct}* const {self.var(v)} = (const {ct}*)(W + {self.plan.weight_offsets[v]});")
+        else:
+            self.w.line(f"{ct}* const {self.var(v)} = ({ct}*)(A + {self.plan.offsets[v]});")
 
     def function(self) -> str:
         g, w = self.g, self.w
         params = ", ".join(["uint8_t* W", "uint8_t* A"] + [f"int32_t S_{s}" for s in g.symbols])
         with w.block(f"WT_EXPORT int32_t {ENTRY}({params})"):
+            w.line(f"const wt_ctx ctx = {{{', '.join(['W', 'A', *[f'S_{s}' for s in g.symbols]])}}};")
             for v in self._used_values():
-                ct = CTYPE[self.t(v).dtype]
-                if v in self.plan.weight_offsets:
-                    w.line(
-                        f"const {ct}* const {self.var(v)} = (const {ct}*)(W + {self.plan.weight_offsets[v]});"
-                    )
-                else:
-                    w.line(f"{ct}* const {self.var(v)} = ({ct}*)(A + {self.plan.offsets[v]});")
+                self.declare(v)
             for k, n in enumerate(g.nodes):
                 d = op_def(n.op)
                 if d.emit is None:  # an alias: the output shares the input's storage
@@ -63,5 +70,10 @@ def _c_comment(s: str) -> str:
 
 
 def generate_c(g: Graph, plan: MemoryPlan, options: CompileOptions, header: str = "") -> str:
-    body = Emitter(g, plan, options).function()
-    return f'/* {header} */\n#include "wt_kernels.h"\n\n{body}'
+    em = Emitter(g, plan, options)
+    body = em.function()
+    tasks = "\n".join(em.tasks.functions)
+    return (
+        f'/* {header} */\n#include "wt_kernels.h"\n\n{ctx_typedef(list(g.symbols))}\n{tasks}\n'
+        f"{em.tasks.dispatcher(body)}\n{body}"
+    )

@@ -15,6 +15,7 @@ constant >= 4 the last vector overlaps the one before (it recomputes a few eleme
 result: the memory plan never lets an op's output share bytes with its inputs); otherwise a scalar
 loop with the scalar twins of the vector math, which round identically. Why SIMD in the generated
 code rather than a vectorising pragma or an -O3 unit: docs/compiler.md, "Vector math and fusion".
+Large loops are cut along their outermost loop into chunks run by wt_parallel_for (codegen/parallel.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from ..ir.graph import Dim, Node
+from ..ir.graph import Dim, Node, numel
 from ..ir.op import Step, op_def, program_types
 from .ctable import CTYPE
 from .dims import c_dim
 from .loops import broadcast_strides, contiguous_strides
+from .parallel import worth_parallel
 
 if TYPE_CHECKING:
     from .emit import Emitter
@@ -67,7 +69,7 @@ class ElementwiseLoop:
             in_dtype = dtypes[s.args[1 if s.op == "where" else 0]]
             ct = CTYPE[self.types[j].dtype]
             c_expr = op_def(s.op).c_expr
-            assert c_expr is not None, s.op  # every elementwise op has one (test_op_registry)
+            assert c_expr is not None, s.op  # every elementwise op has one (tests/compiler/ops/test_registry.py)
             value = f"({ct}){c_expr(in_dtype, self.types[j].dtype, s.attrs).format(*args)}"
             if j == len(self.program) - 1:
                 lines.append(f"{em.var(n.outputs[0])}[{offs[0]}] = {value};")
@@ -130,9 +132,8 @@ class ElementwiseLoop:
         self._block(lines)
 
     def emit(self) -> None:
-        em = self.em
-        shape = em.t(self.n.outputs[0]).shape
-        bases = ["0"] * len(self.strides)
+        em, n = self.em, self.n
+        shape = em.t(n.outputs[0]).shape
         mode = em.options.elementwise
         templates = self.vector_templates() if mode == "simd" else None
         merged = em.merged(shape, self.strides)
@@ -143,17 +144,45 @@ class ElementwiseLoop:
             or any(s not in (0, 1) for s in last[1])
             or (isinstance(last[0], int) and last[0] < 4)
         ):
-            pragma = "#pragma clang loop vectorize(enable)" if mode == "pragma" else ""
-            em.loops(shape, self.strides, bases, self.scalar_body, inner_pragma=pragma)
+            templates = None
+        steps = max(1, len(self.program))
+        if merged and worth_parallel(numel(list(shape)) * steps):
+            # cut the outermost loop (a 1-D loop in multiples of 4, so every chunk but the last is whole vectors)
+            unit = numel([d for d, _ in merged[1:]]) * steps
+            em.tasks.parallel_for(
+                [*n.inputs, *n.outputs],
+                merged[0][0],
+                unit,
+                lambda lo, hi: self._loops(shape, merged, templates, (lo, hi)),
+                align=4 if len(merged) == 1 else 1,
+            )
             return
-        n_inner, inner = last
+        self._loops(shape, merged, templates, None)
+
+    def _loops(
+        self, shape: tuple[Dim, ...], merged: list, templates: list[str] | None, rng: tuple[str, str] | None
+    ) -> None:
+        """The loop nest; rng: C bounds of the outermost merged loop (one chunk of a parallel loop)."""
+        em = self.em
+        bases = ["0"] * len(self.strides)
+        if templates is None:
+            pragma = "#pragma clang loop vectorize(enable)" if em.options.elementwise == "pragma" else ""
+            em.loops(shape, self.strides, bases, self.scalar_body, inner_pragma=pragma, first=rng)
+            return
+        n_inner, inner = merged[-1]
         outer_shape = tuple(d for d, _ in merged[:-1])
         outer_strides = [[ss[k] for _, ss in merged[:-1]] for k in range(len(self.strides))]
+        cut_inner = rng is not None and not outer_shape
 
         def inner_loop(offs: list[str]) -> None:
             w = em.w
             j, size = em.new_index(), c_dim(n_inner)
-            if _multiple_of_4(n_inner):
+            if cut_inner:  # one chunk of a 1-D loop: whole vectors, then a scalar tail (last chunk only)
+                assert rng is not None
+                w.line(f"int {j} = {rng[0]};")
+                w.line(f"for (; {j} + 4 <= {rng[1]}; {j} += 4) {{")
+                w.depth += 1
+            elif _multiple_of_4(n_inner):
                 w.line(f"for (int {j} = 0; {j} < {size}; {j} += 4) {{")
                 w.depth += 1
             elif isinstance(n_inner, int):  # the last vector overlaps the previous one
@@ -167,8 +196,9 @@ class ElementwiseLoop:
             self.vector_body(offs, inner, j, templates)
             w.depth -= 1
             w.line("}")
-            if not isinstance(n_inner, int) and not _multiple_of_4(n_inner):
-                w.line(f"for (; {j} < {size}; {j}++) {{")
+            if cut_inner or (not isinstance(n_inner, int) and not _multiple_of_4(n_inner)):
+                end = rng[1] if cut_inner and rng is not None else size
+                w.line(f"for (; {j} < {end}; {j}++) {{")
                 w.depth += 1
                 self.scalar_body([_plus(o, j) if s != 0 else o for o, s in zip(offs, inner, strict=True)])
                 w.depth -= 1
@@ -176,7 +206,7 @@ class ElementwiseLoop:
 
         em.w.line("{")
         em.w.depth += 1
-        em.loops(outer_shape, outer_strides, bases, inner_loop)
+        em.loops(outer_shape, outer_strides, bases, inner_loop, first=rng)
         em.w.depth -= 1
         em.w.line("}")
 

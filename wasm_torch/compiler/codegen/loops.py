@@ -67,16 +67,19 @@ class Loops:
         bases: list[str],
         body: Callable[[list[str]], None],
         inner_pragma: str = "",
+        first: tuple[str, str] | None = None,
     ) -> None:
-        """Nested loops over `shape`; body gets one C offset expression per operand."""
+        """Nested loops over `shape`; body gets one C offset expression per operand. `first`: C bounds
+        [lo, hi) for the outermost loop (a chunk of a parallel loop) instead of [0, size)."""
         merged = self.merged(shape, strides)
         idx = []
         for d, _ in merged:
             i = self.new_index()
+            lo, hi = first if first is not None and not idx else ("0", c_dim(d))
             idx.append(i)
             if inner_pragma and len(idx) == len(merged):
                 self.w.line(inner_pragma)
-            self.w.line(f"for (int {i} = 0; {i} < {c_dim(d)}; {i}++) {{")
+            self.w.line(f"for (int {i} = {lo}; {i} < {hi}; {i}++) {{")
             self.w.depth += 1
         offs = []
         for k, base in enumerate(bases):

@@ -4,7 +4,8 @@ Every non-constant value gets a byte offset in the arena, sized for the maximum 
 dimension. `reshape` outputs alias their input's storage. A buffer is live from the node that
 writes it to the last node that reads it (or the end, for graph outputs); two buffers may share
 bytes only if their live ranges do not overlap — so no kernel ever reads what it is writing.
-Constants live in the weights region instead (offsets into weights.bin).
+Constants live in the weights region instead (offsets into weights.bin). An op's in-place outputs
+(`OpDef.inplace`, e.g. kv_attention's updated KV cache) share their input's buffer.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...artifact import ALIGN
+from ...errors import GraphError
 from ..ir.graph import Graph, evaluate_shape, numel
-from ..ir.op import in_group
+from ..ir.op import in_group, op_def
 
 
 def _align(n: int) -> int:
@@ -47,6 +49,10 @@ def plan_memory(g: Graph) -> MemoryPlan:
         if in_group(n.op, "alias"):
             src = n.inputs[0]
             root[n.outputs[0]] = root.get(src, src)
+        for k, i in op_def(n.op).inplace:  # the output is the input's buffer, updated by the node
+            src = n.inputs[i]
+            root[n.outputs[k]] = root.get(src, src)
+    _check_inplace(g)
     find = lambda v: root.get(v, v)  # noqa: E731
 
     end = len(g.nodes)
@@ -96,3 +102,18 @@ def plan_memory(g: Graph) -> MemoryPlan:
         {v: find(v) for v in root},
         max(live, default=0),
     )
+
+
+def _check_inplace(g: Graph) -> None:
+    """An in-place update must be the last reader of a non-constant buffer: otherwise a later node
+    would read the updated bytes where the graph means the old value."""
+    users: dict[str, list[int]] = {}
+    for i, n in enumerate(g.nodes):
+        for v in n.inputs:
+            if v:
+                users.setdefault(v, []).append(i)
+    for i, n in enumerate(g.nodes):
+        for _, k in op_def(n.op).inplace:
+            v = n.inputs[k]
+            if v in g.consts or max(users.get(v, [i])) > i or v in g.outputs:
+                raise GraphError(f"{n.op} -> {n.outputs}: updates {v!r} in place, but it is a constant, an output or read later")

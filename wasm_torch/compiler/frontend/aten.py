@@ -555,7 +555,9 @@ def _addmm(L: Lowering, fx: torch.fx.Node) -> str:
 def _conv(L: Lowering, fx: torch.fx.Node) -> str:
     x, w, b, stride, padding, dilation, transposed, _out_pad, groups = fx.args
     if transposed:
-        raise UnsupportedOpError("transposed convolution (ConvTranspose) is not supported yet")
+        from .rules.conv import lower_transposed
+
+        return lower_transposed(L, fx)
     if isinstance(padding, str):
         raise UnsupportedOpError(f"convolution with padding={padding!r}")
     xv, wv = L.value(x), L.value(w)

@@ -44,6 +44,7 @@ def source_line(node: torch.fx.Node) -> str:
     """The innermost user frame of the export stack trace: 'file.py:12  code'."""
     trace = node.meta.get("stack_trace") or ""
     frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', trace)
+    frames = [f for f in frames if not f[0].startswith("<eval_with_key")] or frames  # torch's generated code
     if not frames:
         return ""
     file, line, code = frames[-1]

@@ -10,11 +10,12 @@
 - `flops`: how much work one node is, symbolic over the graph's dynamic dimensions (the manifest's
   work units and the partitioner's balance come from it);
 - elementwise ops also carry `c_expr` (the scalar C template, composed by `codegen/fused.py`) and,
-  when they have one, `vector` (the f32x4 template).
+  when they have one, `vector` (the f32x4 template);
+- `inplace`: outputs written into an input's own storage (the KV cache of `kv_attention`).
 
 The records live with the op families in `wasm_torch/compiler/ops/` (one file per family: its shape
 rules, NumPy meaning and C side together); importing `wasm_torch.compiler` registers them all, and
-`tests/compiler/test_op_registry.py` checks that none lacks a facet. Adding an op = one record.
+`tests/compiler/ops/test_registry.py` checks that none lacks a facet. Adding an op = one record.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class OpDef:
     c_expr: CExprFn | None = None
     vector: VectorFn | None = None
     doc: str = field(default="", compare=False)
+    # Outputs that update an input in place, as (output index, input index) pairs: the output is
+    # that input's storage after the node wrote into it (a KV cache). The memory plan gives both
+    # one buffer; the input must have no reader after the node (codegen/memory_plan.py checks).
+    inplace: tuple[tuple[int, int], ...] = ()
 
 
 OPS: dict[str, OpDef] = {}

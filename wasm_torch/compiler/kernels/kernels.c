@@ -1,5 +1,6 @@
 /* Translation unit holding every heavy kernel; compiled once at -O3 and cached. */
 #include "wt_kernels.h"
+#include "wt_threadpool.h"
 #include "wt_matmul.h"
 #include "wt_gemm_packed.h"
 #include "wt_norm.h"
@@ -7,3 +8,5 @@
 #include "wt_conv.h"
 #include "wt_dwconv.h"
 #include "wt_pool.h"
+#include "wt_resize.h"
+#include "wt_conv_transpose.h"

@@ -15,10 +15,13 @@
  * Operands are strided views (element strides per batch, head and row; the head dim is contiguous),
  * so q/k/v are read straight from the projection output and out is written in its consumer's layout.
  * Stack: a 32 KB Kᵀ tile plus ~3 KB (the pass only fuses head dims <= 1024).
+ * Parallel split (wt_threads.h): one chunk per (batch, head, chunk of WT_ATT_QC query rows), each
+ * with its own Kᵀ tile and running max / sum on its thread's stack.
  */
 #pragma once
 #include "wt_base.h"
 #include "wt_vmath.h"
+#include "wt_threads.h"
 
 #define WT_ATT_KT_FLOATS 8192 /* packed Kᵀ tile: D x tk floats */
 #define WT_ATT_TK_MAX 128     /* keys per tile */
@@ -52,8 +55,8 @@ WT_INLINE void wt_att_rows(const int NR, const wt_attention_args* a, const float
             v128_t k0 = wasm_v128_load(kp + (size_t)d * tk), k1 = wasm_v128_load(kp + (size_t)d * tk + 4);
             for (int r = 0; r < NR; r++) {
                 v128_t x = wasm_v128_load32_splat(Q + (size_t)r * a->q_sl + d);
-                c[r][0] = wasm_f32x4_add(c[r][0], wasm_f32x4_mul(x, k0));
-                c[r][1] = wasm_f32x4_add(c[r][1], wasm_f32x4_mul(x, k1));
+                c[r][0] = WT_MADD(c[r][0], x, k0);
+                c[r][1] = WT_MADD(c[r][1], x, k1);
             }
         }
         for (int r = 0; r < NR; r++) {
@@ -113,8 +116,8 @@ WT_INLINE void wt_att_rows(const int NR, const wt_attention_args* a, const float
             v128_t v0 = wasm_v128_load(vp), v1 = wasm_v128_load(vp + 4);
             for (int r = 0; r < NR; r++) {
                 v128_t p = wasm_v128_load32_splat(s + r * WT_ATT_TK_MAX + j);
-                c[r][0] = wasm_f32x4_add(c[r][0], wasm_f32x4_mul(p, v0));
-                c[r][1] = wasm_f32x4_add(c[r][1], wasm_f32x4_mul(p, v1));
+                c[r][0] = WT_MADD(c[r][0], p, v0);
+                c[r][1] = WT_MADD(c[r][1], p, v1);
             }
         }
         for (int r = 0; r < NR; r++) {
@@ -129,7 +132,7 @@ WT_INLINE void wt_att_rows(const int NR, const wt_attention_args* a, const float
         for (int j = 0; j < nk; j++) {
             v128_t v0 = wasm_v128_load(Vt + (size_t)j * a->v_sl + d);
             for (int r = 0; r < NR; r++)
-                c[r] = wasm_f32x4_add(c[r], wasm_f32x4_mul(wasm_v128_load32_splat(s + r * WT_ATT_TK_MAX + j), v0));
+                c[r] = WT_MADD(c[r], wasm_v128_load32_splat(s + r * WT_ATT_TK_MAX + j), v0);
         }
         for (int r = 0; r < NR; r++) wasm_v128_store(O + (size_t)r * a->o_sl + d, c[r]);
     }
@@ -142,58 +145,73 @@ WT_INLINE void wt_att_rows(const int NR, const wt_attention_args* a, const float
     }
 }
 
-WT_KERNEL void wt_attention_f32(float* out, const float* q, const float* k, const float* v, const float* mask,
-                                const wt_attention_args* a) {
-    const int D = a->D, Dv = a->Dv, Lq = a->Lq, Lk = a->Lk;
-    int tk = WT_ATT_KT_FLOATS / (D > 0 ? D : 1);
-    tk = (tk > WT_ATT_TK_MAX ? WT_ATT_TK_MAX : tk) & ~7;
-    if (tk < 8) __builtin_trap(); /* head dim > 1024: the pass never fuses those */
+typedef struct {
+    float* out;
+    const float* q;
+    const float* k;
+    const float* v;
+    const float* mask;
+    const wt_attention_args* a;
+    int tk, qchunks;
+} wt_att_job;
+
+/* One (batch, head, chunk of query rows). */
+WT_KERNEL void wt_att_chunk(const void* p, int c) {
+    const wt_att_job* jb = (const wt_att_job*)p;
+    const wt_attention_args* a = jb->a;
+    const int D = a->D, Dv = a->Dv, Lq = a->Lq, Lk = a->Lk, tk = jb->tk;
+    int bh = c / jb->qchunks, b = bh / a->H, h = bh % a->H, i0 = (c % jb->qchunks) * WT_ATT_QC;
     float kt[WT_ATT_KT_FLOATS];
     float s[4 * WT_ATT_TK_MAX];
     float m[WT_ATT_QC], l[WT_ATT_QC];
-    for (int b = 0; b < a->B; b++) {
-        for (int h = 0; h < a->H; h++) {
-            const float* Q = q + (size_t)b * a->q_sb + (size_t)h * a->q_sh;
-            const float* K = k + (size_t)b * a->k_sb + (size_t)h * a->k_sh;
-            const float* V = v + (size_t)b * a->v_sb + (size_t)h * a->v_sh;
-            float* O = out + (size_t)b * a->o_sb + (size_t)h * a->o_sh;
-            const float* M = mask ? mask + (size_t)b * a->m_sb + (size_t)h * a->m_sh : 0;
-            for (int i0 = 0; i0 < Lq; i0 += WT_ATT_QC) {
-                int nq = Lq - i0 < WT_ATT_QC ? Lq - i0 : WT_ATT_QC;
-                for (int r = 0; r < nq; r++) {
-                    m[r] = -__builtin_inff();
-                    l[r] = 0.0f;
-                    float* o = O + (size_t)(i0 + r) * a->o_sl;
-                    for (int d = 0; d < Dv; d++) o[d] = 0.0f;
-                }
-                int kend = a->causal && i0 + nq < Lk ? i0 + nq : Lk; /* keys past the chunk's last row */
-                for (int j0 = 0; j0 < kend; j0 += tk) {
-                    int nk = kend - j0 < tk ? kend - j0 : tk, nk8 = (nk + 7) & ~7;
-                    for (int j = 0; j < nk; j++) {
-                        const float* kr = K + (size_t)(j0 + j) * a->k_sl;
-                        for (int d = 0; d < D; d++) kt[(size_t)d * tk + j] = kr[d];
-                    }
-                    for (int d = 0; d < D; d++)
-                        for (int j = nk; j < nk8; j++) kt[(size_t)d * tk + j] = 0.0f;
-                    int r = a->causal && j0 > i0 ? j0 - i0 : 0; /* rows above the tile's diagonal see nothing */
-                    for (; r + 4 <= nq; r += 4)
-                        wt_att_rows(4, a, Q + (size_t)(i0 + r) * a->q_sl, kt, tk, V,
-                                    O + (size_t)(i0 + r) * a->o_sl, M, i0 + r, j0, nk, s, m + r, l + r);
-                    for (; r < nq; r++)
-                        wt_att_rows(1, a, Q + (size_t)(i0 + r) * a->q_sl, kt, tk, V,
-                                    O + (size_t)(i0 + r) * a->o_sl, M, i0 + r, j0, nk, s, m + r, l + r);
-                }
-                for (int r = 0; r < nq; r++) {
-                    float* o = O + (size_t)(i0 + r) * a->o_sl;
-                    if (m[r] == -__builtin_inff() && Lk > 0) { /* no visible key: torch gives NaN (safe: 0) */
-                        float fill = a->safe ? 0.0f : __builtin_nanf("");
-                        for (int d = 0; d < Dv; d++) o[d] = fill;
-                    } else if (Lk > 0) {
-                        float inv = 1.0f / l[r];
-                        for (int d = 0; d < Dv; d++) o[d] *= inv;
-                    }
-                }
-            }
+    const float* Q = jb->q + (size_t)b * a->q_sb + (size_t)h * a->q_sh;
+    const float* K = jb->k + (size_t)b * a->k_sb + (size_t)h * a->k_sh;
+    const float* V = jb->v + (size_t)b * a->v_sb + (size_t)h * a->v_sh;
+    float* O = jb->out + (size_t)b * a->o_sb + (size_t)h * a->o_sh;
+    const float* M = jb->mask ? jb->mask + (size_t)b * a->m_sb + (size_t)h * a->m_sh : 0;
+    int nq = Lq - i0 < WT_ATT_QC ? Lq - i0 : WT_ATT_QC;
+    for (int r = 0; r < nq; r++) {
+        m[r] = -__builtin_inff();
+        l[r] = 0.0f;
+        float* o = O + (size_t)(i0 + r) * a->o_sl;
+        for (int d = 0; d < Dv; d++) o[d] = 0.0f;
+    }
+    int kend = a->causal && i0 + nq < Lk ? i0 + nq : Lk; /* keys past the chunk's last row */
+    for (int j0 = 0; j0 < kend; j0 += tk) {
+        int nk = kend - j0 < tk ? kend - j0 : tk, nk8 = (nk + 7) & ~7;
+        for (int j = 0; j < nk; j++) {
+            const float* kr = K + (size_t)(j0 + j) * a->k_sl;
+            for (int d = 0; d < D; d++) kt[(size_t)d * tk + j] = kr[d];
+        }
+        for (int d = 0; d < D; d++)
+            for (int j = nk; j < nk8; j++) kt[(size_t)d * tk + j] = 0.0f;
+        int r = a->causal && j0 > i0 ? j0 - i0 : 0; /* rows above the tile's diagonal see nothing */
+        for (; r + 4 <= nq; r += 4)
+            wt_att_rows(4, a, Q + (size_t)(i0 + r) * a->q_sl, kt, tk, V, O + (size_t)(i0 + r) * a->o_sl, M, i0 + r,
+                        j0, nk, s, m + r, l + r);
+        for (; r < nq; r++)
+            wt_att_rows(1, a, Q + (size_t)(i0 + r) * a->q_sl, kt, tk, V, O + (size_t)(i0 + r) * a->o_sl, M, i0 + r,
+                        j0, nk, s, m + r, l + r);
+    }
+    for (int r = 0; r < nq; r++) {
+        float* o = O + (size_t)(i0 + r) * a->o_sl;
+        if (m[r] == -__builtin_inff() && Lk > 0) { /* no visible key: torch gives NaN (safe: 0) */
+            float fill = a->safe ? 0.0f : __builtin_nanf("");
+            for (int d = 0; d < Dv; d++) o[d] = fill;
+        } else if (Lk > 0) {
+            float inv = 1.0f / l[r];
+            for (int d = 0; d < Dv; d++) o[d] *= inv;
         }
     }
+}
+
+WT_KERNEL void wt_attention_f32(float* out, const float* q, const float* k, const float* v, const float* mask,
+                                const wt_attention_args* a) {
+    const int D = a->D;
+    int tk = WT_ATT_KT_FLOATS / (D > 0 ? D : 1);
+    tk = (tk > WT_ATT_TK_MAX ? WT_ATT_TK_MAX : tk) & ~7;
+    if (tk < 8) __builtin_trap(); /* head dim > 1024: the pass never fuses those */
+    if (a->B <= 0 || a->H <= 0 || a->Lq <= 0) return;
+    wt_att_job jb = {out, q, k, v, mask, a, tk, (a->Lq + WT_ATT_QC - 1) / WT_ATT_QC};
+    wt_parallel_for(WT_TASK_ATTENTION, &jb, a->B * a->H * jb.qchunks);
 }

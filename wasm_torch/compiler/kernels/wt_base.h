@@ -19,6 +19,16 @@
 
 typedef uint8_t wt_bool;
 
+/* c + a*b on f32x4: one fused multiply-add (f32x4.relaxed_madd, rounded once) in relaxed-SIMD builds
+ * (build/variants.py), mul then add otherwise. Only the register-tile microkernels use it, where every
+ * element of an output is computed the same way; relaxed builds otherwise keep -ffp-contract=off, so
+ * vector lanes and scalar tails still round identically there. */
+#ifdef __wasm_relaxed_simd__
+#define WT_MADD(c, a, b) wasm_f32x4_relaxed_madd(a, b, c)
+#else
+#define WT_MADD(c, a, b) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+#endif
+
 WT_INLINE int64_t wt_floordiv(int64_t a, int64_t b) {
     int64_t q = a / b;
     return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q;
@@ -280,9 +290,10 @@ WT_INLINE float wt_powf(float a, float b) {
     return wt_expf(b * wt_logf(a));
 }
 
-/* Out-of-range gather/index: trap (the host reports it), never read another tensor's bytes. */
+/* Out-of-range gather/index: trap (the host reports it), never read another tensor's bytes.
+   Valid indices are [0, n): a negative id is out of range, as torch's embedding, index_select
+   and gather treat it (no wrap-around to the last row). */
 WT_INLINE int64_t wt_check_index(int64_t i, int64_t n) {
-    if (i < 0) i += n;
     if (i < 0 || i >= n) __builtin_trap();
     return i;
 }

@@ -15,27 +15,48 @@
  * accumulators, 2 + 4 loads and 8 mul + 8 add per k) runs over every pixel panel; it writes NCHW
  * directly and applies bias and clamp in its epilogue. Measured against the other layouts in
  * docs/compiler.md "Convolution".
+ *
+ * Parallel split (wt_threads.h): chunks are (image, group, pixel block, group of weight panels), a
+ * function of the shapes only. Each chunk packs its own pixel block and splats its own weights on
+ * its thread's stack (at most WT_CONV_BUDGET + KC * 16 floats), so the `scratch` value of the memory
+ * plan is no longer read. Weight panels are split only when there are too few pixel blocks to keep
+ * several threads busy (late, small layers); each panel group then packs the block again.
  */
 #pragma once
 #include "wt_base.h"
+#include "wt_threads.h"
 
 #define WT_CONV_MR 4         /* output channels per weight panel (the tile is 4 x 8): = pack_conv.py MR */
 #define WT_CONV_KC 512       /* rows of k per block: = pack_conv.py KC */
 #define WT_CONV_BUDGET 65536 /* floats of packed input per block (256 KB, half of L2): = pack_conv.py BUDGET */
 
-WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
-                             int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw,
-                             int dh, int dw, int groups, float lo, float hi) {
-    int cg = C / groups, ocg = OC / groups;
-    for (int n = 0; n < N; n++) {
-        for (int oc = 0; oc < OC; oc++) {
+/* The reference kernel's chunks: blocks of whole output planes (image, output channel). */
+typedef struct {
+    float* out;
+    const float* x;
+    const float* w;
+    const float* bias;
+    int C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups;
+    float lo, hi;
+    int planes, per;
+} wt_conv_ref_job;
+
+WT_KERNEL void wt_conv_ref_chunk(const void* p, int chunk) {
+    const wt_conv_ref_job* j = (const wt_conv_ref_job*)p;
+    int C = j->C, H = j->H, W = j->W, OC = j->OC, KH = j->KH, KW = j->KW, OH = j->OH, OW = j->OW;
+    int sh = j->sh, sw = j->sw, ph = j->ph, pw = j->pw, dh = j->dh, dw = j->dw;
+    int cg = C / j->groups, ocg = OC / j->groups;
+    int e = WT_MIN(j->planes, (chunk + 1) * j->per);
+    for (int plane = chunk * j->per; plane < e; plane++) {
+        int n = plane / OC, oc = plane % OC;
+        {
             int g = oc / ocg;
-            float* op = out + ((size_t)n * OC + oc) * OH * OW;
-            float b0 = bias ? bias[oc] : 0.0f;
+            float* op = j->out + ((size_t)n * OC + oc) * OH * OW;
+            float b0 = j->bias ? j->bias[oc] : 0.0f;
             for (int i = 0; i < OH * OW; i++) op[i] = b0;
             for (int c = 0; c < cg; c++) {
-                const float* xp = x + ((size_t)n * C + g * cg + c) * H * W;
-                const float* wp = w + ((size_t)oc * cg + c) * KH * KW;
+                const float* xp = j->x + ((size_t)n * C + g * cg + c) * H * W;
+                const float* wp = j->w + ((size_t)oc * cg + c) * KH * KW;
                 for (int kh = 0; kh < KH; kh++) {
                     for (int kw = 0; kw < KW; kw++) {
                         float wv = wp[kh * KW + kw];
@@ -53,9 +74,20 @@ WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const f
                     }
                 }
             }
-            for (int i = 0; i < OH * OW; i++) op[i] = WT_MIN(WT_MAX(op[i], lo), hi);
+            for (int i = 0; i < OH * OW; i++) op[i] = WT_MIN(WT_MAX(op[i], j->lo), j->hi);
         }
     }
+}
+
+WT_KERNEL void wt_conv2d_f32(float* out, const float* x, const float* w, const float* bias, int N, int C, int H,
+                             int W, int OC, int KH, int KW, int OH, int OW, int sh, int sw, int ph, int pw,
+                             int dh, int dw, int groups, float lo, float hi) {
+    int planes = N * OC;
+    if (planes <= 0) return;
+    int n = wt_chunks_for(planes, (int64_t)OH * OW * (C / groups) * KH * KW * 2);
+    wt_conv_ref_job j = {out, x, w, bias, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups, lo, hi,
+                         planes, (planes + n - 1) / n};
+    wt_parallel_for(WT_TASK_CONV_REF, &j, (planes + j.per - 1) / j.per);
 }
 
 /* Pack col[k0 .. k0+kc)[p0 .. p0+np) of one image/group into panels: buf[j][kk][0..8), zero past np.
@@ -150,10 +182,10 @@ WT_INLINE void wt_conv_splat(float* as, const float* A, int kc) {
         v128_t b0 = wasm_v128_load(B + ldb * (l)), b1 = wasm_v128_load(B + ldb * (l) + 4);               \
         v128_t a0 = wasm_v128_load(as + 16 * (l)), a1 = wasm_v128_load(as + 16 * (l) + 4);               \
         v128_t a2 = wasm_v128_load(as + 16 * (l) + 8), a3 = wasm_v128_load(as + 16 * (l) + 12);          \
-        c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0)); c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1)); \
-        c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0)); c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1)); \
-        c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0)); c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1)); \
-        c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0)); c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1)); \
+        c00 = WT_MADD(c00, a0, b0); c01 = WT_MADD(c01, a0, b1); \
+        c10 = WT_MADD(c10, a1, b0); c11 = WT_MADD(c11, a1, b1); \
+        c20 = WT_MADD(c20, a2, b0); c21 = WT_MADD(c21, a2, b1); \
+        c30 = WT_MADD(c30, a3, b0); c31 = WT_MADD(c31, a3, b1); \
     }
 
 /* C[r][0..nr) for r < mr (row stride ldc) from the rows in c (2 vectors per row), clamped when last. */
@@ -224,47 +256,74 @@ WT_INLINE int wt_conv_block_pixels(int kc, int P) {
     return (size_t)kc * all <= WT_CONV_BUDGET ? all : WT_MAX(64, (WT_CONV_BUDGET / kc) & ~7);
 }
 
-/* out = clamp(conv(x, W) + bias, lo, hi) for N images; wp: W packed by passes/pack_conv.py;
- * scratch: scratch_len floats (pack_conv.scratch_floats), traps if that is too small. */
+typedef struct {
+    float* out;
+    const float* x;
+    const float* wp;
+    const float* bias;
+    int C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups;
+    float lo, hi;
+    int nc, pblocks, pg, pgroups;
+} wt_conv_job;
+
+WT_KERNEL void wt_conv_chunk(const void* p, int c) {
+    const wt_conv_job* jb = (const wt_conv_job*)p;
+    int KH = jb->KH, KW = jb->KW, groups = jb->groups, H = jb->H, W = jb->W;
+    int cg = jb->C / groups, ocg = jb->OC / groups, K = cg * KH * KW, P = jb->OH * jb->OW;
+    int panels = (ocg + WT_CONV_MR - 1) / WT_CONV_MR;
+    int pgi = c % jb->pgroups, rest = c / jb->pgroups;
+    int pb = rest % jb->pblocks, ng = rest / jb->pblocks, g = ng % groups, n = ng / groups;
+    int b0 = pgi * jb->pg, b1 = WT_MIN(panels, b0 + jb->pg);
+    int flat = KH == 1 && KW == 1 && jb->sh == 1 && jb->sw == 1 && jb->ph == 0 && jb->pw == 0;
+    v128_t vlo = wasm_f32x4_splat(jb->lo), vhi = wasm_f32x4_splat(jb->hi);
+    float splat[WT_CONV_KC * WT_CONV_MR * 4];
+    float bpack[WT_CONV_BUDGET];
+    const float* xg = jb->x + ((size_t)n * jb->C + (size_t)g * cg) * H * W;
+    float* og = jb->out + ((size_t)n * jb->OC + (size_t)g * ocg) * P;
+    const float* wg = jb->wp + (size_t)g * panels * K * WT_CONV_MR;
+    const float* bg = jb->bias ? jb->bias + (size_t)g * ocg : 0;
+    int p0 = pb * jb->nc, np = WT_MIN(jb->nc, P - p0);
+    int full = flat ? np / 8 : 0; /* panels read straight from x; the rest are packed */
+    for (int k0 = 0; k0 < K; k0 += WT_CONV_KC) {
+        int kc = WT_MIN(WT_CONV_KC, K - k0);
+        if ((size_t)kc * ((np - 8 * full + 7) & ~7) > WT_CONV_BUDGET) __builtin_trap();
+        if (8 * full < np)
+            wt_conv_pack(bpack, xg, H, W, KH, KW, jb->OW, jb->sh, jb->sw, jb->ph, jb->pw, jb->dh, jb->dw, k0, kc,
+                         p0 + 8 * full, np - 8 * full);
+        for (int b = b0; b < b1; b++) {
+            wt_conv_splat(splat, wg + ((size_t)b * K + k0) * WT_CONV_MR, kc);
+            int mr = WT_MIN(WT_CONV_MR, ocg - b * WT_CONV_MR);
+            float* Cb = og + (size_t)b * WT_CONV_MR * P + p0;
+            const float* bb = bg ? bg + b * WT_CONV_MR : 0;
+            int first = k0 == 0, last = k0 + kc == K;
+            for (int j = 0; j < full; j++)
+                wt_conv_tile(Cb + 8 * j, P, mr, 8, splat, xg + (size_t)k0 * P + p0 + 8 * j, P, kc, first, last, bb,
+                             vlo, vhi);
+            for (int j = full; 8 * j < np; j++)
+                wt_conv_tile(Cb + 8 * j, P, mr, WT_MIN(8, np - 8 * j), splat, bpack + (size_t)(j - full) * kc * 8, 8,
+                             kc, first, last, bb, vlo, vhi);
+        }
+    }
+}
+
+/* out = clamp(conv(x, W) + bias, lo, hi) for N images; wp: W packed by passes/pack_conv.py.
+ * scratch / scratch_len (the memory plan's value) are kept in the signature but unused: every
+ * chunk packs on its own stack (see the top of this file). */
 WT_KERNEL void wt_conv2d_packed_f32(float* out, const float* x, const float* wp, const float* bias, float* scratch,
                                     int scratch_len, int N, int C, int H, int W, int OC, int KH, int KW, int OH,
                                     int OW, int sh, int sw, int ph, int pw, int dh, int dw, int groups, float lo,
                                     float hi) {
+    (void)scratch, (void)scratch_len;
     int cg = C / groups, ocg = OC / groups, K = cg * KH * KW, P = OH * OW;
+    if (N <= 0 || P <= 0 || ocg <= 0) return;
     int panels = (ocg + WT_CONV_MR - 1) / WT_CONV_MR;
     int nc = wt_conv_block_pixels(WT_MIN(K, WT_CONV_KC), P);
-    int flat = KH == 1 && KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; /* col is x: no packing */
-    v128_t vlo = wasm_f32x4_splat(lo), vhi = wasm_f32x4_splat(hi);
-    for (int n = 0; n < N; n++)
-    for (int g = 0; g < groups; g++) {
-        const float* xg = x + ((size_t)n * C + (size_t)g * cg) * H * W;
-        float* og = out + ((size_t)n * OC + (size_t)g * ocg) * P;
-        const float* wg = wp + (size_t)g * panels * K * WT_CONV_MR;
-        const float* bg = bias ? bias + (size_t)g * ocg : 0;
-        for (int p0 = 0; p0 < P; p0 += nc) {
-            int np = WT_MIN(nc, P - p0);
-            int full = flat ? np / 8 : 0; /* panels read straight from x; the rest are packed */
-            for (int k0 = 0; k0 < K; k0 += WT_CONV_KC) {
-                int kc = WT_MIN(WT_CONV_KC, K - k0);
-                float* bpack = scratch + (size_t)kc * WT_CONV_MR * 4; /* after the splatted weights */
-                if ((size_t)kc * (WT_CONV_MR * 4 + ((np - 8 * full + 7) & ~7)) > (size_t)scratch_len) __builtin_trap();
-                if (8 * full < np)
-                    wt_conv_pack(bpack, xg, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw, k0, kc, p0 + 8 * full,
-                                 np - 8 * full);
-                for (int b = 0; b < panels; b++) {
-                    wt_conv_splat(scratch, wg + ((size_t)b * K + k0) * WT_CONV_MR, kc);
-                    int mr = WT_MIN(WT_CONV_MR, ocg - b * WT_CONV_MR);
-                    float* Cb = og + (size_t)b * WT_CONV_MR * P + p0;
-                    const float* bb = bg ? bg + b * WT_CONV_MR : 0;
-                    int first = k0 == 0, last = k0 + kc == K;
-                    for (int j = 0; j < full; j++)
-                        wt_conv_tile(Cb + 8 * j, P, mr, 8, scratch, xg + (size_t)k0 * P + p0 + 8 * j, P, kc, first,
-                                     last, bb, vlo, vhi);
-                    for (int j = full; 8 * j < np; j++)
-                        wt_conv_tile(Cb + 8 * j, P, mr, WT_MIN(8, np - 8 * j), scratch,
-                                     bpack + (size_t)(j - full) * kc * 8, 8, kc, first, last, bb, vlo, vhi);
-                }
-            }
-        }
-    }
+    int pblocks = (P + nc - 1) / nc, base = N * groups * pblocks;
+    int want = wt_chunks_for((int64_t)base * panels, (int64_t)WT_MIN(nc, P) * WT_CONV_MR * K * 2);
+    int pgroups = base >= want ? 1 : WT_MIN(panels, (want + base - 1) / base);
+    int pg = (panels + pgroups - 1) / pgroups;
+    pgroups = (panels + pg - 1) / pg;
+    wt_conv_job jb = {out, x, wp, bias, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups, lo, hi,
+                      nc, pblocks, pg, pgroups};
+    wt_parallel_for(WT_TASK_CONV, &jb, base * pgroups);
 }

@@ -8,11 +8,18 @@
  * loads (stride 2: the even lanes of two loads), with no edge cases; the last partial group of a row
  * is stored through a small buffer. Otherwise: the scalar reference loop (wt_dw_point), which
  * clips each window at the image edges.
+ *
+ * Parallel split (wt_threads.h): chunks are blocks of input channels (image, channel) with all their
+ * output channels, a function of the shapes. A chunk pads its planes into a buffer on its own
+ * stack (planes up to WT_DW_STACK_FLOATS); a larger plane uses the memory plan's `scratch` and runs
+ * as a single chunk.
  */
 #pragma once
 #include "wt_base.h"
+#include "wt_threads.h"
 
 #define WT_DW_SLACK 32 /* floats after the padded plane: the last vector group may read past its end */
+#define WT_DW_STACK_FLOATS 65536 /* the largest padded plane a chunk keeps on its stack (256 KB) */
 
 WT_INLINE float wt_dw_point(const float* xp, const float* wk, float b, int H, int W, int KH, int KW, int ih0,
                             int iw0, int dh, int dw) {
@@ -57,8 +64,8 @@ WT_INLINE void wt_dw_plane(float* op, const float* plane, const v128_t* wv, v128
                 const float* s = s0;
                 for (int kw = 0; kw < KW; kw++, s += dw) {
                     v128_t wt = wv[kh * KW + kw];
-                    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wt, wt_dw_load4(s, sw)));
-                    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wt, wt_dw_load4(s + 4 * sw, sw)));
+                    a0 = WT_MADD(a0, wt, wt_dw_load4(s, sw));
+                    a1 = WT_MADD(a1, wt, wt_dw_load4(s + 4 * sw, sw));
                 }
             }
             a0 = wasm_f32x4_pmin(wasm_f32x4_pmax(a0, lo), hi);
@@ -75,54 +82,85 @@ WT_INLINE void wt_dw_plane(float* op, const float* plane, const v128_t* wv, v128
     }
 }
 
-WT_KERNEL void wt_dwconv2d_f32(float* out, const float* x, const float* w, const float* bias, float* scratch,
-                               int scratch_len, int N, int C, int H, int W, int OC, int KH, int KW, int OH, int OW,
-                               int sh, int sw, int ph, int pw, int dh, int dw, float lo, float hi) {
+typedef struct {
+    float* out;
+    const float* x;
+    const float* w;
+    const float* bias;
+    float* scratch; /* the memory plan's buffer: used only when a plane is too big for the stack */
+    int C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw;
+    float lo, hi;
+    int need, fast, planes, per;
+} wt_dw_job;
+
+/* Input planes (image, input channel) [chunk * per, ...) with all their output channels. */
+WT_KERNEL void wt_dw_chunk(const void* p, int chunk) {
+    const wt_dw_job* j = (const wt_dw_job*)p;
+    int C = j->C, H = j->H, W = j->W, OC = j->OC, KH = j->KH, KW = j->KW, OH = j->OH, OW = j->OW;
+    int sh = j->sh, sw = j->sw, ph = j->ph, pw = j->pw, dh = j->dh, dw = j->dw;
     int mult = OC / C, taps = KH * KW;
-    int need = wt_dw_scratch(H, W, KH, KW, sw, ph, pw);
-    if (need == 0 || need > scratch_len) { /* the reference path */
-        for (int n = 0; n < N; n++)
-        for (int oc = 0; oc < OC; oc++) {
-            const float* xp = x + ((size_t)n * C + oc / mult) * H * W;
-            float b = bias ? bias[oc] : 0.0f;
-            float* op = out + ((size_t)n * OC + oc) * OH * OW;
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow++)
-                    op[(size_t)oh * OW + ow] = wt_clampf(
-                        wt_dw_point(xp, w + (size_t)oc * taps, b, H, W, KH, KW, oh * sh - ph, ow * sw - pw, dh, dw),
-                        lo, hi);
+    int e = WT_MIN(j->planes, (chunk + 1) * j->per);
+    if (!j->fast) { /* the reference path */
+        for (int plane = chunk * j->per; plane < e; plane++) {
+            int n = plane / C, c = plane % C;
+            const float* xp = j->x + ((size_t)n * C + c) * H * W;
+            for (int oc = c * mult; oc < (c + 1) * mult; oc++) {
+                float b = j->bias ? j->bias[oc] : 0.0f;
+                float* op = j->out + ((size_t)n * OC + oc) * OH * OW;
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                        op[(size_t)oh * OW + ow] = wt_clampf(
+                            wt_dw_point(xp, j->w + (size_t)oc * taps, b, H, W, KH, KW, oh * sh - ph, ow * sw - pw, dh,
+                                        dw),
+                            j->lo, j->hi);
+            }
         }
         return;
     }
+    float local[j->need <= WT_DW_STACK_FLOATS ? j->need : 1];
+    float* scratch = j->need <= WT_DW_STACK_FLOATS ? local : j->scratch;
     int Wp = W + 2 * pw;
-    __builtin_memset(scratch, 0, (size_t)need * sizeof(float)); /* the border stays zero from here on */
-    v128_t vlo = wasm_f32x4_splat(lo), vhi = wasm_f32x4_splat(hi);
+    __builtin_memset(scratch, 0, (size_t)j->need * sizeof(float)); /* the border stays zero from here on */
+    v128_t vlo = wasm_f32x4_splat(j->lo), vhi = wasm_f32x4_splat(j->hi);
     v128_t wv[64];
-    for (int n = 0; n < N; n++)
-    for (int oc = 0; oc < OC; oc++) {
-        if (oc % mult == 0) { /* a new input channel: copy its plane inside the zero border */
-            const float* xp = x + ((size_t)n * C + oc / mult) * H * W;
-            for (int h = 0; h < H; h++) { /* a loop: memory.copy is a call into the host per row */
-                float* d = scratch + (size_t)(h + ph) * Wp + pw;
-                const float* s = xp + (size_t)h * W;
-                int i = 0;
-                for (; i + 4 <= W; i += 4) wasm_v128_store(d + i, wasm_v128_load(s + i));
-                for (; i < W; i++) d[i] = s[i];
-            }
+    for (int plane = chunk * j->per; plane < e; plane++) {
+        int n = plane / C, c = plane % C;
+        const float* xp = j->x + ((size_t)n * C + c) * H * W;
+        for (int h = 0; h < H; h++) { /* a loop: memory.copy is a call into the host per row */
+            float* d = scratch + (size_t)(h + ph) * Wp + pw;
+            const float* s = xp + (size_t)h * W;
+            int i = 0;
+            for (; i + 4 <= W; i += 4) wasm_v128_store(d + i, wasm_v128_load(s + i));
+            for (; i < W; i++) d[i] = s[i];
         }
-        for (int t = 0; t < taps; t++) wv[t] = wasm_v128_load32_splat(w + (size_t)oc * taps + t);
-        v128_t b = wasm_f32x4_splat(bias ? bias[oc] : 0.0f);
-        float* op = out + ((size_t)n * OC + oc) * OH * OW;
-        /* constant arguments let clang unroll the taps of the common kernels */
-        if (KH == 3 && KW == 3 && dh == 1 && dw == 1 && sw == 1)
-            wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 3, 3, sh, 1, 1, 1, vlo, vhi);
-        else if (KH == 3 && KW == 3 && dh == 1 && dw == 1 && sw == 2)
-            wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 3, 3, sh, 2, 1, 1, vlo, vhi);
-        else if (KH == 5 && KW == 5 && dh == 1 && dw == 1 && sw == 1)
-            wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 5, 5, sh, 1, 1, 1, vlo, vhi);
-        else if (KH == 5 && KW == 5 && dh == 1 && dw == 1 && sw == 2)
-            wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 5, 5, sh, 2, 1, 1, vlo, vhi);
-        else
-            wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, KH, KW, sh, sw, dh, dw, vlo, vhi);
+        for (int oc = c * mult; oc < (c + 1) * mult; oc++) {
+            for (int t = 0; t < taps; t++) wv[t] = wasm_v128_load32_splat(j->w + (size_t)oc * taps + t);
+            v128_t b = wasm_f32x4_splat(j->bias ? j->bias[oc] : 0.0f);
+            float* op = j->out + ((size_t)n * OC + oc) * OH * OW;
+            /* constant arguments let clang unroll the taps of the common kernels */
+            if (KH == 3 && KW == 3 && dh == 1 && dw == 1 && sw == 1)
+                wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 3, 3, sh, 1, 1, 1, vlo, vhi);
+            else if (KH == 3 && KW == 3 && dh == 1 && dw == 1 && sw == 2)
+                wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 3, 3, sh, 2, 1, 1, vlo, vhi);
+            else if (KH == 5 && KW == 5 && dh == 1 && dw == 1 && sw == 1)
+                wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 5, 5, sh, 1, 1, 1, vlo, vhi);
+            else if (KH == 5 && KW == 5 && dh == 1 && dw == 1 && sw == 2)
+                wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, 5, 5, sh, 2, 1, 1, vlo, vhi);
+            else
+                wt_dw_plane(op, scratch, wv, b, OH, OW, Wp, KH, KW, sh, sw, dh, dw, vlo, vhi);
+        }
     }
+}
+
+WT_KERNEL void wt_dwconv2d_f32(float* out, const float* x, const float* w, const float* bias, float* scratch,
+                               int scratch_len, int N, int C, int H, int W, int OC, int KH, int KW, int OH, int OW,
+                               int sh, int sw, int ph, int pw, int dh, int dw, float lo, float hi) {
+    int planes = N * C;
+    if (planes <= 0 || C <= 0) return;
+    int need = wt_dw_scratch(H, W, KH, KW, sw, ph, pw);
+    int fast = need > 0 && (need <= WT_DW_STACK_FLOATS || need <= scratch_len);
+    int n = fast && need > WT_DW_STACK_FLOATS ? 1 : wt_chunks_for(planes, (int64_t)(OC / C) * OH * OW * KH * KW * 2);
+    wt_dw_job j = {out, x, w, bias, scratch, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, lo, hi,
+                   need, fast, planes, (planes + n - 1) / n};
+    wt_parallel_for(WT_TASK_DWCONV, &j, (planes + j.per - 1) / j.per);
 }

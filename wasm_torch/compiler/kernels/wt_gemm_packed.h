@@ -23,6 +23,7 @@
 #pragma once
 #include "wt_act.h"
 #include "wt_base.h"
+#include "wt_threads.h"
 
 #define WT_GEMM_NR 16 /* columns per packed panel: must equal passes/pack_weights.py PANEL */
 #define WT_GEMM_MR 2
@@ -49,7 +50,7 @@ __attribute__((noinline)) static void wt_gemm_act_row(float* o, int n, int act) 
         for (int v = 0; v < 4; v++) w[v] = wasm_v128_load(b + 16 * (l) + 4 * v);                         \
         for (int r = 0; r < R; r++) {                                                                    \
             v128_t s = wasm_i32x4_shuffle(x[r], x[r], l, l, l, l);                                       \
-            for (int v = 0; v < 4; v++) c[r][v] = wasm_f32x4_add(c[r][v], wasm_f32x4_mul(s, w[v]));      \
+            for (int v = 0; v < 4; v++) c[r][v] = WT_MADD(c[r][v], s, w[v]);      \
         }                                                                                                \
     }
 
@@ -93,31 +94,70 @@ WT_INLINE void wt_gemm_tile(const int R, const float* a, int lda, const float* b
         for (int r = 0; r < R; r++) wt_gemm_act_row(o + (size_t)r * ldo, nc, act);
 }
 
+/* Rows [m0, m1) x panels [p0, p1) of one batch entry: row blocks of A sized to stay in L2 while
+ * the panels stream past them. */
+static void wt_gemm_block(float* O, const float* A, const float* wp, const float* bias, int M, int N, int K,
+                          int m0, int m1, int p0, int p1, int act) {
+    int mc = WT_MAX(WT_GEMM_MR, WT_MIN(M, WT_GEMM_MC_FLOATS / WT_MAX(K, 1) / WT_GEMM_MR * WT_GEMM_MR));
+    for (int mb = m0; mb < m1; mb += mc) {
+        int mend = WT_MIN(m1, mb + mc);
+        for (int p = p0; p < p1; p++) {
+            const float* B = wp + (size_t)p * K * WT_GEMM_NR;
+            int j = p * WT_GEMM_NR, nc = WT_MIN(WT_GEMM_NR, N - j);
+            float bias16[WT_GEMM_NR] = {0};
+            if (bias)
+                for (int q = 0; q < nc; q++) bias16[q] = bias[j + q];
+            int i = mb;
+            for (; i + 2 <= mend; i += 2)
+                wt_gemm_tile(2, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
+            if (i < mend)
+                wt_gemm_tile(1, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
+        }
+    }
+}
+
+/* The parallel split (wt_threads.h): chunks are (batch entry, row block, panel group), a function
+ * of the shapes only. Panels are split first (every chunk reads all of its rows of A, which stay in
+ * L2); when there are fewer panels than chunks wanted, rows too, in even blocks no taller than an
+ * L2 row block. */
+typedef struct {
+    float* out;
+    const float* a;
+    const float* wp;
+    const float* bias;
+    int M, N, K, a_bstride, act;
+    int pg, rb, chunks_n, chunks_m;
+} wt_gemm_job;
+
+WT_KERNEL void wt_gemm_chunk(const void* p, int c) {
+    const wt_gemm_job* j = (const wt_gemm_job*)p;
+    int per_b = j->chunks_m * j->chunks_n, bt = c / per_b, r = c % per_b;
+    int mi = r / j->chunks_n, ni = r % j->chunks_n;
+    int panels = (j->N + WT_GEMM_NR - 1) / WT_GEMM_NR;
+    int m0 = mi * j->rb, m1 = WT_MIN(j->M, m0 + j->rb);
+    int p0 = ni * j->pg, p1 = WT_MIN(panels, p0 + j->pg);
+    wt_gemm_block(j->out + (size_t)bt * j->M * j->N, j->a + (size_t)bt * j->a_bstride, j->wp, j->bias, j->M, j->N,
+                  j->K, m0, m1, p0, p1, j->act);
+}
+
 /* out[b] = act(a[b] @ W + bias) for b < batch; a[b] is M x K at a + b * a_bstride, out[b] is M x N
  * (contiguous), wp is W packed as above, bias (N floats) may be 0, act is a WT_ACT_* code. */
 WT_KERNEL void wt_gemm_packed_act_f32(float* out, const float* a, const float* wp, const float* bias, int batch,
                                       int M, int N, int K, int a_bstride, int act) {
+    if (batch <= 0 || M <= 0 || N <= 0) return;
     int panels = (N + WT_GEMM_NR - 1) / WT_GEMM_NR;
-    /* Row blocks of A sized to stay in L2 while every weight panel streams past them. */
+    int want = WT_MAX(1, wt_chunks_for((int64_t)M * panels, (int64_t)WT_GEMM_NR * 2 * WT_MAX(K, 1)) / batch);
     int mc = WT_MAX(WT_GEMM_MR, WT_MIN(M, WT_GEMM_MC_FLOATS / WT_MAX(K, 1) / WT_GEMM_MR * WT_GEMM_MR));
-    for (int bt = 0; bt < batch; bt++)
-        for (int m0 = 0; m0 < M; m0 += mc) {
-            int m1 = WT_MIN(M, m0 + mc);
-            const float* A = a + (size_t)bt * a_bstride;
-            float* O = out + (size_t)bt * M * N;
-            for (int p = 0; p < panels; p++) {
-                const float* B = wp + (size_t)p * K * WT_GEMM_NR;
-                int j = p * WT_GEMM_NR, nc = WT_MIN(WT_GEMM_NR, N - j);
-                float bias16[WT_GEMM_NR] = {0};
-                if (bias)
-                    for (int q = 0; q < nc; q++) bias16[q] = bias[j + q];
-                int i = m0;
-                for (; i + 2 <= m1; i += 2)
-                    wt_gemm_tile(2, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
-                if (i < m1)
-                    wt_gemm_tile(1, A + (size_t)i * K, K, B, K, O + (size_t)i * N + j, N, nc, bias16, act);
-            }
-        }
+    wt_gemm_job j = {out, a, wp, bias, M, N, K, a_bstride, act, 1, M, panels, 1};
+    if (panels >= want) {
+        j.pg = (panels + want - 1) / want;
+        j.chunks_n = (panels + j.pg - 1) / j.pg;
+    } else {
+        int split = (want + panels - 1) / panels;
+        j.rb = WT_MIN(mc, ((M + split - 1) / split + 1) & ~1);
+        j.chunks_m = (M + j.rb - 1) / j.rb;
+    }
+    wt_parallel_for(WT_TASK_GEMM, &j, batch * j.chunks_m * j.chunks_n);
 }
 
 /* The entry point other kernels and older generated code call: no activation. */

@@ -4,6 +4,8 @@
 #pragma once
 #include "wt_base.h"
 #include "wt_vmath.h"
+#include "wt_threads.h"
+#include "wt_extra_math.h"
 
 WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
                              int N, int K, int a_bstride, int w_bstride);
@@ -40,3 +42,10 @@ typedef struct {
 } wt_attention_args;
 WT_KERNEL void wt_attention_f32(float* out, const float* q, const float* k, const float* v, const float* mask,
                                 const wt_attention_args* a);
+
+/* Model-zoo coverage kernels: resize (wt_resize.h), transposed convolution (wt_conv_transpose.h). */
+WT_KERNEL void wt_resize2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int mode,
+                               int align_corners, float scale_h, float scale_w, int32_t* scratch);
+WT_KERNEL void wt_conv_transpose2d_f32(float* out, const float* x, const float* w, const float* bias, int N,
+                                       int IC, int H, int W, int OC, int KH, int KW, int OH, int OW, int sh,
+                                       int sw, int ph, int pw, int dh, int dw, int groups);

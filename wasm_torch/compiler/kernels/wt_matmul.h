@@ -2,19 +2,32 @@
  *
  * Correctness-first kernel: each block of 4 output rows keeps a strip of 8 columns in registers
  * (8 v128 accumulators), splatting one A element per row per k; edge rows/columns fall back to
- * narrower strips rather than scalar loops over the whole matrix.
+ * narrower strips rather than scalar loops over the whole matrix. Parallel split (wt_threads.h):
+ * chunks of (batch entry, block of rows), the blocks multiples of 4 rows, a function of the shapes.
  */
 #pragma once
 #include "wt_base.h"
+#include "wt_threads.h"
 
-WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
-                          int N, int K, int a_bstride, int w_bstride) {
-    for (int b = 0; b < batch; b++) {
-        const float* A = a + (size_t)b * a_bstride;
-        const float* W = w + (size_t)b * w_bstride;
-        float* O = out + (size_t)b * M * N;
-        int i = 0;
-        for (; i + 4 <= M; i += 4) {
+typedef struct {
+    float* out;
+    const float* a;
+    const float* w;
+    const float* bias;
+    int M, N, K, a_bstride, w_bstride, rb, chunks_m;
+} wt_matmul_job;
+
+WT_KERNEL void wt_matmul_chunk(const void* p, int c) {
+    const wt_matmul_job* jb = (const wt_matmul_job*)p;
+    const float* bias = jb->bias;
+    int b = c / jb->chunks_m, M = jb->M, N = jb->N, K = jb->K;
+    int r0 = (c % jb->chunks_m) * jb->rb, r1 = WT_MIN(M, r0 + jb->rb);
+    {
+        const float* A = jb->a + (size_t)b * jb->a_bstride;
+        const float* W = jb->w + (size_t)b * jb->w_bstride;
+        float* O = jb->out + (size_t)b * M * N;
+        int i = r0;
+        for (; i + 4 <= r1; i += 4) {
             int j = 0;
             for (; j + 8 <= N; j += 8) {
                 v128_t c00, c01, c10, c11, c20, c21, c30, c31;
@@ -32,14 +45,14 @@ WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const f
                     v128_t x1 = wasm_f32x4_splat(a0[K + k]);
                     v128_t x2 = wasm_f32x4_splat(a0[2 * K + k]);
                     v128_t x3 = wasm_f32x4_splat(a0[3 * K + k]);
-                    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x0, w0));
-                    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x0, w1));
-                    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x1, w0));
-                    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x1, w1));
-                    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(x2, w0));
-                    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(x2, w1));
-                    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(x3, w0));
-                    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(x3, w1));
+                    c00 = WT_MADD(c00, x0, w0);
+                    c01 = WT_MADD(c01, x0, w1);
+                    c10 = WT_MADD(c10, x1, w0);
+                    c11 = WT_MADD(c11, x1, w1);
+                    c20 = WT_MADD(c20, x2, w0);
+                    c21 = WT_MADD(c21, x2, w1);
+                    c30 = WT_MADD(c30, x3, w0);
+                    c31 = WT_MADD(c31, x3, w1);
                 }
                 float* o = O + (size_t)i * N + j;
                 wasm_v128_store(o, c00); wasm_v128_store(o + 4, c01);
@@ -58,14 +71,14 @@ WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const f
                 O[(size_t)(i + 2) * N + j] = s2; O[(size_t)(i + 3) * N + j] = s3;
             }
         }
-        for (; i < M; i++) { /* row edge: 1 row, vectorised over columns */
+        for (; i < r1; i++) { /* row edge: 1 row, vectorised over columns */
             const float* a0 = A + (size_t)i * K;
             float* o = O + (size_t)i * N;
             int j = 0;
             for (; j + 4 <= N; j += 4) {
                 v128_t c = bias ? wasm_v128_load(bias + j) : wasm_f32x4_splat(0.0f);
                 for (int k = 0; k < K; k++)
-                    c = wasm_f32x4_add(c, wasm_f32x4_mul(wasm_f32x4_splat(a0[k]), wasm_v128_load(W + (size_t)k * N + j)));
+                    c = WT_MADD(c, wasm_f32x4_splat(a0[k]), wasm_v128_load(W + (size_t)k * N + j));
                 wasm_v128_store(o + j, c);
             }
             for (; j < N; j++) {
@@ -75,4 +88,14 @@ WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const f
             }
         }
     }
+}
+
+WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
+                             int N, int K, int a_bstride, int w_bstride) {
+    if (batch <= 0 || M <= 0) return;
+    int blocks = (M + 3) / 4;
+    int want = WT_MAX(1, wt_chunks_for((int64_t)batch * blocks, (int64_t)4 * N * 2 * WT_MAX(K, 1)) / batch);
+    int per = (blocks + want - 1) / want;
+    wt_matmul_job j = {out, a, w, bias, M, N, K, a_bstride, w_bstride, 4 * per, (blocks + per - 1) / per};
+    wt_parallel_for(WT_TASK_MATMUL, &j, batch * j.chunks_m);
 }

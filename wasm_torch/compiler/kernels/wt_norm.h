@@ -1,11 +1,13 @@
 /* Softmax, log-softmax and layer norm over one axis of a contiguous tensor viewed as (outer, n, inner).
  * A row (inner == 1, the common case) is processed four elements at a time in SIMD128; leftovers use
  * the scalar twins of the vector math (wt_base.h), which round identically, so results do not depend
- * on position. Softmax over a non-last axis (inner > 1) stays scalar.
+ * on position. Softmax over a non-last axis (inner > 1) stays scalar. Parallel split (wt_threads.h):
+ * blocks of whole rows (of `outer`), a function of the shapes; a row is never split.
  */
 #pragma once
 #include "wt_base.h"
 #include "wt_vmath.h"
+#include "wt_threads.h"
 
 /* Compiled for size even in the -O3 kernel unit: -O3 re-vectorised and unrolled every loop around the
  * inlined exp into 7.2 KB of softmax (2.6 KB like this, same speed) and layer norm into 1.6 KB (1.0 KB,
@@ -77,23 +79,46 @@ WT_SMALL static void wt_softmax_col(float* op, const float* xp, int n, int inner
     }
 }
 
-WT_SMALL WT_KERNEL void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
-    for (int o = 0; o < outer; o++) {
-        const float* xp = x + (size_t)o * n * inner;
-        float* op = out + (size_t)o * n * inner;
+typedef struct {
+    float* out;
+    const float* x;
+    const float* w;
+    const float* b;
+    int outer, n, inner, log_out, rows;
+    float eps;
+} wt_rows_job;
+
+WT_SMALL WT_KERNEL void wt_softmax_chunk(const void* p, int c) {
+    const wt_rows_job* j = (const wt_rows_job*)p;
+    int n = j->n, inner = j->inner, o1 = WT_MIN(j->outer, (c + 1) * j->rows);
+    for (int o = c * j->rows; o < o1; o++) {
+        const float* xp = j->x + (size_t)o * n * inner;
+        float* op = j->out + (size_t)o * n * inner;
         if (inner == 1) {
-            wt_softmax_row(op, xp, n, log_out);
+            wt_softmax_row(op, xp, n, j->log_out);
             continue;
         }
-        for (int c = 0; c < inner; c++) wt_softmax_col(op + c, xp + c, n, inner, log_out);
+        for (int ci = 0; ci < inner; ci++) wt_softmax_col(op + ci, xp + ci, n, inner, j->log_out);
     }
+}
+
+/* Rows per chunk for `outer` rows of `per_row` work each. */
+WT_INLINE int wt_rows_per_chunk(int outer, int64_t per_row) {
+    int n = wt_chunks_for(outer, per_row);
+    return n > 0 ? (outer + n - 1) / n : 1;
+}
+
+WT_SMALL WT_KERNEL void wt_softmax_f32(float* out, const float* x, int outer, int n, int inner, int log_out) {
+    if (outer <= 0) return;
+    wt_rows_job j = {out, x, 0, 0, outer, n, inner, log_out, wt_rows_per_chunk(outer, (int64_t)n * inner * 8), 0};
+    wt_parallel_for(WT_TASK_SOFTMAX, &j, (outer + j.rows - 1) / j.rows);
 }
 
 /* Two passes (mean, then the mean of squared deviations: no cancellation), then
  * y = (x - mean)·rstd·w + b in one sweep. */
-WT_SMALL WT_KERNEL void wt_layer_norm_f32(float* out, const float* x, const float* w, const float* b, int outer, int n,
-                                 float eps) {
-    for (int o = 0; o < outer; o++) {
+WT_SMALL static void wt_layer_norm_rows(float* out, const float* x, const float* w, const float* b, int o0, int o1,
+                                        int n, float eps) {
+    for (int o = o0; o < o1; o++) {
         const float* xp = x + (size_t)o * n;
         float* op = out + (size_t)o * n;
         int i = 0;
@@ -130,4 +155,16 @@ WT_SMALL WT_KERNEL void wt_layer_norm_f32(float* out, const float* x, const floa
             op[i] = y;
         }
     }
+}
+
+WT_SMALL WT_KERNEL void wt_layer_norm_chunk(const void* p, int c) {
+    const wt_rows_job* j = (const wt_rows_job*)p;
+    wt_layer_norm_rows(j->out, j->x, j->w, j->b, c * j->rows, WT_MIN(j->outer, (c + 1) * j->rows), j->n, j->eps);
+}
+
+WT_SMALL WT_KERNEL void wt_layer_norm_f32(float* out, const float* x, const float* w, const float* b, int outer, int n,
+                                          float eps) {
+    if (outer <= 0) return;
+    wt_rows_job j = {out, x, w, b, outer, n, 1, 0, wt_rows_per_chunk(outer, (int64_t)n * 8), eps};
+    wt_parallel_for(WT_TASK_LAYER_NORM, &j, (outer + j.rows - 1) / j.rows);
 }

@@ -8,9 +8,11 @@
  * not cover go through the scalar reference loop (wt_pool_point), which handles dilation, ceil_mode
  * windows, count_include_pad and divisor_override. (Global average pooling never reaches this file:
  * torch.export decomposes adaptive_avg_pool2d(x, 1) and x.mean((2, 3)) into a reduce_mean.)
+ * Parallel split (wt_threads.h): blocks of whole planes (image x channel), a function of the shapes.
  */
 #pragma once
 #include "wt_base.h"
+#include "wt_threads.h"
 
 WT_INLINE float wt_pool_point(const float* xp, int H, int W, int h0, int w0, int kh, int kw, int ph, int pw,
                               int dh, int dw, int is_max, int count_include_pad, int divisor_override) {
@@ -47,15 +49,15 @@ WT_INLINE v128_t wt_pool_load4(const float* s, int sw) {
     return wasm_i32x4_shuffle(wasm_v128_load(s), wasm_v128_load(s + 3), 0, 2, 5, 7);
 }
 
-WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int kh, int kw,
-                             int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
+static void wt_pool2d_planes(float* out, const float* x, int c_lo, int c_hi, int H, int W, int OH, int OW, int kh,
+                             int kw, int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
                              int divisor_override) {
     /* interior columns [c0, c1): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= W-1 */
     int c0 = WT_MIN(OW, (pw + sw - 1) / sw);
     int span = W - 1 + pw - (kw - 1) * dw;
     int c1 = span < 0 ? 0 : WT_MIN(OW, span / sw + 1);
     if (sw > 2 || c1 < c0) c0 = c1 = 0;
-    for (int c = 0; c < NC; c++) {
+    for (int c = c_lo; c < c_hi; c++) {
         const float* xp = x + (size_t)c * H * W;
         float* op = out + (size_t)c * OH * OW;
         for (int oh = 0; oh < OH; oh++) {
@@ -101,8 +103,8 @@ WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, i
     }
 }
 
-WT_KERNEL void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW) {
-    for (int c = 0; c < NC; c++) {
+static void wt_adaptive_planes(float* out, const float* x, int c_lo, int c_hi, int H, int W, int OH, int OW) {
+    for (int c = c_lo; c < c_hi; c++) {
         const float* xp = x + (size_t)c * H * W;
         for (int i = 0; i < OH; i++) {
             int h0 = (i * H) / OH, h1 = ((i + 1) * H + OH - 1) / OH;
@@ -115,4 +117,44 @@ WT_KERNEL void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, in
             }
         }
     }
+}
+
+typedef struct {
+    float* out;
+    const float* x;
+    int NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, is_max, count_include_pad, divisor_override, per;
+} wt_pool_job;
+
+WT_KERNEL void wt_pool_chunk(const void* p, int c) {
+    const wt_pool_job* j = (const wt_pool_job*)p;
+    wt_pool2d_planes(j->out, j->x, c * j->per, WT_MIN(j->NC, (c + 1) * j->per), j->H, j->W, j->OH, j->OW, j->kh,
+                     j->kw, j->sh, j->sw, j->ph, j->pw, j->dh, j->dw, j->is_max, j->count_include_pad,
+                     j->divisor_override);
+}
+
+WT_KERNEL void wt_adaptive_chunk(const void* p, int c) {
+    const wt_pool_job* j = (const wt_pool_job*)p;
+    wt_adaptive_planes(j->out, j->x, c * j->per, WT_MIN(j->NC, (c + 1) * j->per), j->H, j->W, j->OH, j->OW);
+}
+
+/* Planes per chunk for NC planes of `per_plane` work each. */
+WT_INLINE int wt_pool_per(int NC, int64_t per_plane) {
+    int n = wt_chunks_for(NC, per_plane);
+    return n > 0 ? (NC + n - 1) / n : 1;
+}
+
+WT_KERNEL void wt_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW, int kh, int kw,
+                             int sh, int sw, int ph, int pw, int dh, int dw, int is_max, int count_include_pad,
+                             int divisor_override) {
+    if (NC <= 0) return;
+    wt_pool_job j = {out, x, NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, is_max, count_include_pad,
+                     divisor_override, wt_pool_per(NC, (int64_t)OH * OW * kh * kw)};
+    wt_parallel_for(WT_TASK_POOL, &j, (NC + j.per - 1) / j.per);
+}
+
+WT_KERNEL void wt_adaptive_avg_pool2d_f32(float* out, const float* x, int NC, int H, int W, int OH, int OW) {
+    if (NC <= 0) return;
+    wt_pool_job j = {out, x, NC, H, W, OH, OW};
+    j.per = wt_pool_per(NC, (int64_t)H * W + OH * OW);
+    wt_parallel_for(WT_TASK_ADAPTIVE_POOL, &j, (NC + j.per - 1) / j.per);
 }

@@ -3,6 +3,34 @@
 Importing this package registers them all; `wasm_torch.compiler` does so on import.
 """
 
-from . import attention, conv, elementwise, index, matmul, movement, norm, pool, reduce
+from . import (  # model-zoo coverage (issue 12)
+    attention,
+    conv,
+    conv_transpose,
+    elementwise,
+    elementwise_more,
+    index,
+    matmul,
+    movement,
+    norm,
+    pool,
+    reduce,
+    resize,
+    scatter,
+)
 
-__all__ = ["attention", "conv", "elementwise", "index", "matmul", "movement", "norm", "pool", "reduce"]
+__all__ = [
+    "attention",
+    "conv",
+    "conv_transpose",
+    "elementwise",
+    "elementwise_more",
+    "index",
+    "matmul",
+    "movement",
+    "norm",
+    "pool",
+    "reduce",
+    "resize",
+    "scatter",
+]

@@ -162,7 +162,8 @@ def _fixed_vector(template: str | None) -> Callable[[dict[str, Any], list[float 
 
 def _ew(name: str, interp: Callable[..., np.ndarray], c_expr: Any, vector: Any) -> OpDef:
     def run(n: Node, args: list[Any], bind: Any, shapes: Any) -> list[np.ndarray]:
-        return [np.asarray(interp(n, args))]
+        with np.errstate(all="ignore"):  # log(0) = -inf, x / 0 = inf, NaN in NaN out: IEEE, like torch
+            return [np.asarray(interp(n, args))]
 
     return OpDef(name, "elementwise", _infer, run, emit_elementwise, _flops, c_expr=c_expr, vector=vector)
 

@@ -41,8 +41,12 @@ function downloaded(model) {
 
 async function main() {
   const t0 = performance.now();
-  const threads = params.get("workers");
-  const opts = threads ? { workers: Number(threads) } : {};
+  // ?threads=N: intra-op threads (default: the cores, at most 8, on a cross-origin isolated page);
+  // ?workers=N: N single-threaded instances instead; ?variant=simd128 for the deterministic build.
+  const opts = {};
+  if (params.get("threads")) opts.threads = Number(params.get("threads"));
+  if (params.get("workers")) opts.workers = Number(params.get("workers"));
+  if (params.get("variant")) opts.variant = params.get("variant");
   const [model, vocab] = await Promise.all([
     params.get("worker") === "0" ? WasmTorch.load("./model/", opts) : WasmTorch.loadInWorker("./model/", opts),
     fetch("./vocab.txt").then((r) => {
@@ -58,9 +62,14 @@ async function main() {
   const embs = await Promise.all(docs.map((d) => embed(model, tok, d)));
   const done = performance.now();
   Object.assign(demo, { model, tok, docs, embeddings: embs.map((e) => Array.from(e)), ready: true });
-  demo.timings = { loadMs: loaded - t0, embedDocsMs: done - tEmb, firstLoadMs: done, threads: model.threads ?? 1 };
+  demo.timings = { loadMs: loaded - t0, embedDocsMs: done - tEmb, firstLoadMs: done, threads: model.threads ?? 1,
+    workers: model.workers ?? 0, variant: model.variant };
+  demo.threadStats = model.threadStats ? await model.threadStats() : null; // chunks each thread ran
   demo.bytes = downloaded(model);
-  const mode = model.threads ? `${model.threads} worker${model.threads > 1 ? "s" : ""}` : "main thread";
+  const plural = (n, w) => `${n} ${w}${n > 1 ? "s" : ""}`;
+  const mode = model.workers
+    ? `${plural(model.workers, "worker")}, ${plural(model.threads, "thread")} each, ${model.variant} build`
+    : `main thread, ${plural(model.threads, "thread")}`;
   status(`Ready: ${docs.length} sentences embedded (${mode}${crossOriginIsolated ? ", cross-origin isolated" : ""}).`);
   const base = [
     ["first load (page start → sentences embedded)", `${done.toFixed(0)} ms`],

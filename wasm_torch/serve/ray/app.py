@@ -53,7 +53,14 @@ from wasm_torch.serve.metrics import Metrics  # noqa: E402
 from wasm_torch.serve.pool import ModelPool  # noqa: E402
 from wasm_torch.serve.ray.ingress import Ingress  # noqa: E402
 from wasm_torch.serve.ray.router import PolicyRouter  # noqa: E402
-from wasm_torch.serve.registry import NAME_RE, as_factory, discover, is_artifact  # noqa: E402
+from wasm_torch.serve.registry import (  # noqa: E402
+    NAME_RE,
+    as_factory,
+    discover,
+    integrity_options,
+    is_artifact,
+    public_reason,
+)
 
 APP_NAME = "wasm-torch"
 __all__ = ["APP_NAME", "ModelReplica", "build_ray_app", "deploy", "deployment_name", "run"]
@@ -140,6 +147,18 @@ def _per_model(value: Any, name: str, what: str) -> Any:
     return value
 
 
+def check_loads(path: Path, settings: ServeSettings) -> str | None:
+    """Load the artifact once here, in the driver, exactly as a replica would (signatures, hashes,
+    decryption, the module's validation). None if it loads, else why not — so a bad folder is
+    listed as refused instead of failing its deployment (and with it `serve.run`)."""
+    try:
+        factory, _, _ = as_factory(path, settings)
+        factory()
+    except Exception as e:  # a folder is data: any failure refuses this model only
+        return public_reason(e, path)
+    return None
+
+
 def _runtime_env() -> dict[str, Any]:
     """Workers must import wasm_torch: from a source tree (not installed), put it on PYTHONPATH."""
     root = str(Path(__file__).resolve().parents[2])
@@ -170,11 +189,17 @@ def build_ray_app(
     batching, breakers, healing, sandbox limits) and in the ingress (guard). `num_replicas` and
     `policy` may be one value or one per model name. Artifact paths must exist on every node
     that runs a replica of that model (one machine, or a shared file system).
+
+    Every artifact is loaded once in the driver first (`check_loads`): one that fails (malformed,
+    tampered, unsigned under `require_signature`, ...) gets no deployment and is listed by the
+    ingress as refused, with the reason, while the others are served.
     """
     settings = settings or ServeSettings(replicas=1)
     sources = discover(models) if isinstance(models, str | os.PathLike) else dict(models)
+    integrity_options(settings)  # a bad --trust/--keyring stops here: it concerns every model
     env = _runtime_env()
     handles: dict[str, Any] = {}
+    refused: dict[str, str] = {}
     for i, (name, source) in enumerate(sources.items()):
         if not NAME_RE.match(name):
             raise ValueError(f"invalid model name {name!r}")
@@ -188,6 +213,10 @@ def build_ray_app(
         chosen = _per_model(policy, name, "policy")
         if chosen not in POLICIES:
             raise ValueError(f"unknown balancing policy {chosen!r}; choose from {sorted(POLICIES)}")
+        why = check_loads(path, settings)
+        if why is not None:
+            refused[name] = why
+            continue
         router = RequestRouterConfig(
             request_router_class=PolicyRouter,
             request_router_kwargs={
@@ -205,7 +234,7 @@ def build_ray_app(
             ray_actor_options={"num_cpus": replica_cpus, "runtime_env": env},
             health_check_period_s=health_check_period_s,
             health_check_timeout_s=health_check_timeout_s,
-            max_constructor_retry_count=3,  # loading is deterministic: a refused artifact stays refused
+            max_constructor_retry_count=3,  # checked in the driver; fails only if the folder changes
             request_router_config=router,
         )
         handles[name] = deployment.bind(name, str(path), settings)
@@ -216,7 +245,7 @@ def build_ray_app(
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": ingress_cpus, "runtime_env": env},
     )
-    return ingress.bind(handles, settings, probe_interval_s)
+    return ingress.bind(handles, settings, probe_interval_s, refused)
 
 
 def run(

@@ -25,7 +25,7 @@ from ray.serve.handle import DeploymentHandle
 
 from wasm_torch.errors import WasmTorchError
 from wasm_torch.serve.app import build_app
-from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout
+from wasm_torch.serve.errors import ModelRefused, ReplicaFailure, RequestTimeout
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.ray.router import router_snapshot
 from wasm_torch.serve.registry import model_not_found
@@ -100,11 +100,14 @@ class RemotePool:
 
 
 class RemoteRegistry:
-    """`Registry`'s interface over model deployments (names come from the handles we were given)."""
+    """`Registry`'s interface (seams.ModelRegistry) over model deployments: names come from the
+    handles we were given; `refused` from the driver's load check (`ray/app.py: check_loads`)."""
 
-    def __init__(self, pools: dict[str, RemotePool], probe_interval_s: float) -> None:
+    def __init__(
+        self, pools: dict[str, RemotePool], probe_interval_s: float, refused: Mapping[str, str] | None = None
+    ) -> None:
         self.pools = pools
-        self.refused: dict[str, str] = {}  # on Ray a refused artifact fails its deployment instead
+        self.refused: dict[str, str] = dict(refused or {})
         self._task = asyncio.get_running_loop().create_task(self._probe_forever(probe_interval_s))
 
     async def _probe_forever(self, interval_s: float) -> None:
@@ -114,6 +117,8 @@ class RemoteRegistry:
 
     def get(self, name: str) -> RemotePool:
         pool = self.pools.get(name)
+        if pool is None and name in self.refused:
+            raise ModelRefused(f"model {name!r} was refused at load: {self.refused[name]}")
         if pool is None:
             raise model_not_found(name, self.pools)
         return pool
@@ -130,8 +135,15 @@ class RemoteRegistry:
 class Ingress:
     """The HTTP entry: `app.build_app` over `RemoteRegistry` (guard, protocol, metrics)."""
 
-    def __init__(self, models: dict[str, DeploymentHandle], settings: ServeSettings, probe_s: float) -> None:
+    def __init__(
+        self,
+        models: dict[str, DeploymentHandle],
+        settings: ServeSettings,
+        probe_s: float,
+        refused: dict[str, str] | None = None,
+    ) -> None:
         self.models, self.settings, self.probe_s = models, settings, probe_s
+        self.refused = refused or {}
 
     async def __serve_build_asgi_app__(self) -> Any:
         specs = await asyncio.gather(*(h.spec.remote() for h in self.models.values()))
@@ -139,6 +151,6 @@ class Ingress:
             name: RemotePool(name, handle, spec, self.settings, serve.get_replica_context().app_name)
             for (name, handle), spec in zip(self.models.items(), specs, strict=True)
         }
-        registry = RemoteRegistry(pools, self.probe_s)
+        registry = RemoteRegistry(pools, self.probe_s, self.refused)
         # Healing runs next to the pools, in the model replicas; the ingress only guards and routes.
-        return build_app(registry, self.settings.with_(healing=False), Metrics())  # type: ignore[arg-type]
+        return build_app(registry, self.settings, Metrics())

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from wasm_torch.serve.balancing import LoadStats, make_policy
+from wasm_torch.serve.balancing import POLICIES, LoadStats, make_policy
 from wasm_torch.serve.breaker import CircuitBreaker
 
 
@@ -183,7 +183,7 @@ class _Sim:
         }
 
 
-POLICY_NAMES = ("round_robin", "least_outstanding", "p2c", "peak_ewma", "weighted")
+POLICY_NAMES = tuple(POLICIES)  # the one list: balancing.POLICIES
 
 
 def simulate(policy: str, scenario: Scenario | None = None, seed: int = 0) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A seeded, deterministic simulation of one server day for the circadian controller (D7).
+"""A seeded, deterministic simulation of one server day for the circadian controller.
 
 Everything here is a model, not a measurement: a diurnal request-rate curve (trough 12 h before the
 peak, lognormal noise per one-minute slot, Poisson counts), background jobs with nominal periods

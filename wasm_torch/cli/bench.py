@@ -1,0 +1,65 @@
+"""`wasm-torch bench`: ours vs ONNX Runtime Web (Node), ONNX Runtime and PyTorch, one thread each
+(wasm_torch/benchmark/, docs/benchmarks.md).
+
+Needs the 'compile' extra plus the benchmark peers of requirements-dev.txt (onnx, onnxscript,
+onnxruntime, matplotlib) and, for ONNX Runtime Web, Node with `make bench-setup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ..errors import DependencyError
+from .common import non_negative_int, positive_float, positive_int, require_extra
+
+PEERS = ("onnx", "onnxscript", "onnxruntime", "matplotlib")
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    require_extra("compile", "bench")
+    missing = [m for m in PEERS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DependencyError(
+            f"`wasm-torch bench` needs the benchmark peers {list(PEERS)} (missing: {', '.join(missing)}): "
+            "pip install -r requirements-dev.txt (a checkout's pinned set)"
+        )
+    from ..benchmark import bench
+
+    models = [m for spec in a.models or [] for m in spec.split(",") if m]
+    options = {"warmup": a.warmup, "repeat": a.repeat, "max_seconds": a.max_seconds}
+    options = {k: v for k, v in options.items() if v is not None}
+    given = {
+        k: v for k, v in vars(a).items() if k not in ("cmd", "fn", "parser") and v not in (None, False, [])
+    }
+    given["models"] = ",".join(models) or None
+    command = "wasm-torch bench" + "".join(
+        f" --{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in given.items() if v is not None
+    )
+    _, found = bench(
+        models,
+        Path(a.out),
+        a.png,
+        quick=a.quick,
+        node_dir=a.node_dir,
+        work_dir=a.work_dir,
+        command=command,
+        **options,
+    )
+    return 1 if found else 0
+
+
+def add_parsers(sub: Any) -> None:
+    b = sub.add_parser("bench", help="ours vs ONNX Runtime Web / ONNX Runtime / PyTorch, one thread each")
+    b.add_argument("--models", action="append", help="comma-separated suite names (repeatable; default: all)")
+    b.add_argument("--out", default="bench/results/latest.json", help="JSON to write (the PNG goes beside it)")
+    b.add_argument("--png", type=Path, help="chart path (default: --out with .png)")
+    b.add_argument("--repeat", type=positive_int, help="timed rounds per model (default 20)")
+    b.add_argument("--warmup", type=non_negative_int, help="untimed rounds first (default 3)")
+    b.add_argument("--max-seconds", type=positive_float, help="timed seconds per model at most (default 20)")
+    b.add_argument("--quick", action="store_true", help="1 warm-up, 3 rounds: a smoke run, not a measurement")
+    b.add_argument("--node-dir", type=Path, help="folder with node_modules/onnxruntime-web (default bench/node)")
+    b.add_argument("--work-dir", type=Path, help="keep the compiled artifacts and ONNX files here (default: a temp dir)")
+    b.set_defaults(fn=cmd_bench, parser=b)

@@ -1,0 +1,12 @@
+"""Lowering rules by family, registered into the one table of `frontend/aten.py` with its `rule()`.
+
+aten.py holds the original core set; the families here were added for model-zoo coverage:
+`resize` (interpolation), `norms` (group / instance / training-mode batch norm, vector norms),
+`writes` (slice/select/index/scatter writes, copy, as_strided, flip, repeat, sort),
+`elementwise` (fmod, pow with a scalar base, round, trunc, sign, expm1, log2, elu, clamp by tensors),
+`conv` (transposed convolution, adaptive max pooling).
+"""
+
+from . import conv, elementwise, norms, resize, writes
+
+__all__ = ["conv", "elementwise", "norms", "resize", "writes"]

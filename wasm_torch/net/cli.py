@@ -1,0 +1,267 @@
+"""`wasm-torch coordinator | node | ledger | job`: parsing for the edge network commands.
+
+wasm-torch coordinator --db coord.db --port 8700 --key keys/coord.key --trust keys/publisher.pub
+          [--db postgresql://user@127.0.0.1:5432/db] [--peer URL --peer-key peer.pub] [--param replication=3]
+wasm-torch node --coordinator http://127.0.0.1:8700 --key keys/node.key --trust keys/publisher.pub [--stake 10]
+wasm-torch job submit out/mlp x.npy --coordinator URL --key keys/me.key [--batch 1] [--priority] [--watch]
+wasm-torch job watch JOB --coordinator URL          wasm-torch job fetch JOB --coordinator URL -o y.npy
+wasm-torch ledger balance ACCOUNT --coordinator URL | root | grant ACCOUNT CREDITS --key operator.key
+wasm-torch ledger params --coordinator URL [--set k=v --key operator.key] | verify --db URL [--peer-key k.pub]
+
+Kept apart from cli.py so the main parser gains one line; heavy imports (fastapi, uvicorn,
+sqlalchemy) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+MICRO = 1_000_000
+
+
+def _account(text: str) -> str:
+    """A key id, or the id of a .pub / .key file."""
+    if text.startswith("ed25519:"):
+        return text
+    from ..integrity.signing import key_id, load_private_key, load_public_key
+
+    p = Path(text)
+    key = load_private_key(p) if p.suffix == ".key" else load_public_key(p)
+    return key_id(key)
+
+
+def _peer_keys(files: list[str]) -> dict[str, bytes]:
+    from ..integrity.signing import key_id, load_public_key
+
+    out = {}
+    for f in files:
+        k = load_public_key(f)
+        out[key_id(k)] = k.public_bytes_raw()
+    return out
+
+
+def _credits(text: str) -> int:
+    try:
+        v = round(float(text) * MICRO)
+    except ValueError:
+        raise SystemExit(f"expected an amount of credits, got {text!r}") from None
+    if v < 0:
+        raise SystemExit("amounts cannot be negative")
+    return v
+
+
+def cmd_coordinator(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .coordinator import Coordinator, create_app
+    from .params import NetworkParams
+    from .store import Store
+    from .wire import Signer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signer = Signer.from_file(a.key)
+    store = Store(a.db, signer, _peer_keys(a.peer_key))
+    if a.param:
+        changes = dict(NetworkParams.parse_assignment(s) for s in a.param)
+        store.set_params(changes)
+    coord = Coordinator(store, trusted_publishers=a.trust, operator_keys=_peer_keys(a.operator_key), peers=a.peer)
+    print(f"coordinator {signer.id} on http://{a.host}:{a.port}/  (db {a.db}, ledger {len(store.ledger)} entries, "
+          f"root {store.ledger.root()[:16]}…)", flush=True)  # fmt: skip
+    uvicorn.run(create_app(coord), host=a.host, port=a.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_node(a: argparse.Namespace) -> int:
+    from ..config import settings
+    from .node import Fault, Node, NodeOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s node %(message)s")
+    opts = NodeOptions(
+        coordinators=a.coordinator, key=Path(a.key), trust=[Path(t) for t in a.trust],
+        work_dir=Path(a.work_dir) if a.work_dir else settings().cache_dir / "node",
+        name=a.name, memory_limit_mb=a.memory_limit, deadline_s=a.deadline, stake=_credits(a.stake),
+        max_tasks=a.max_tasks, idle_exit_s=a.idle_exit, journal=Path(a.journal) if a.journal else None,
+        fault=Fault.parse(a.fault),
+    )  # fmt: skip
+    node = Node(opts)
+    print(f"node {node.id} -> {', '.join(a.coordinator)}", flush=True)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: node.stop.set())
+    try:
+        summary = node.run()
+    except KeyboardInterrupt:
+        summary = node.summary()
+    print(json.dumps(summary, indent=1), flush=True)
+    return 0
+
+
+def _http(url: str) -> Any:
+    from .client import Http
+
+    return Http(url, attempts=3)
+
+
+def cmd_job(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import submit
+
+    http = _http(a.coordinator)
+    if a.job_cmd == "submit":
+        from .wire import Signer
+
+        inputs = [np.load(p, allow_pickle=False) for p in a.inputs]
+        got = submit.submit_job(http, Signer.from_file(a.key), a.artifact, inputs, a.batch, a.priority)
+        print(json.dumps(got), flush=True)
+        if a.watch:
+            submit.watch(http, got["job"])
+        return 0
+    if a.job_cmd == "watch":
+        s = submit.watch(http, a.job, every=a.every)
+        return 0 if s["failed"] == 0 else 1
+    outs = submit.fetch_outputs(http, a.job)
+    stem = Path(a.output)
+    for k, arr in enumerate(outs):
+        path = stem if k == 0 else stem.with_name(f"{stem.stem}_{k}{stem.suffix}")
+        np.save(path, arr, allow_pickle=False)
+        print(f"wrote {path}: {arr.dtype}{list(arr.shape)}")
+    return 0
+
+
+def cmd_ledger(a: argparse.Namespace) -> int:
+    if a.ledger_cmd == "verify":
+        return _verify(a)
+    http = _http(a.coordinator)
+    if a.ledger_cmd == "balance":
+        got = http.get(f"/v1/ledger/balance/{_account(a.account)}")
+        print(json.dumps({k: (v / MICRO if isinstance(v, int) else v) for k, v in got.items()}, indent=1))
+    elif a.ledger_cmd == "root":
+        print(json.dumps(http.get("/v1/ledger/root")))
+    elif a.ledger_cmd == "grant":
+        from .wire import Signer
+
+        msg = {"type": "grant", "account": _account(a.account), "amount": _credits(a.amount), "note": a.note}
+        signer = Signer.from_file(a.key)
+        to = http.get("/v1/info")["coordinator"]
+        print(json.dumps(http.post("/v1/ledger/grant", signer.seal(msg, to))))
+    elif a.ledger_cmd == "params":
+        if not a.set:
+            print(json.dumps(http.get("/v1/info")["params"], indent=1))
+            return 0
+        from .params import NetworkParams
+        from .wire import Signer
+
+        if not a.key:
+            raise SystemExit("changing parameters needs --key OPERATOR.key")
+        changes = dict(NetworkParams.parse_assignment(s) for s in a.set)
+        to = http.get("/v1/info")["coordinator"]
+        msg = {"type": "params", "changes": changes}
+        print(json.dumps(http.post("/v1/params", Signer.from_file(a.key).seal(msg, to)), indent=1))
+    return 0
+
+
+def _verify(a: argparse.Namespace) -> int:
+    """Offline: read a coordinator database, verify every entry's signature, print root and totals."""
+    import sqlalchemy as sa
+
+    from . import db
+    from .ledger import Entry, Ledger
+    from .wire import loads_strict
+
+    eng = db.connect(a.db)
+    with eng.connect() as conn:
+        owner = conn.execute(sa.select(db.meta.c.value).where(db.meta.c.key == "coordinator")).scalar()
+        rows = conn.execute(sa.select(db.ledger.c.body)).scalars().all()
+    keys = _peer_keys(a.peer_key)
+    led = Ledger(keys)
+    bad = 0
+    for body in rows:
+        e = Entry.from_json(loads_strict(body, "ledger row"))
+        if e.issuer not in keys:
+            bad += 1
+            continue
+        try:
+            led.add(e)
+        except Exception as err:  # report every bad row, keep going
+            print(f"bad entry {e.issuer}#{e.seq}: {err}", file=sys.stderr)
+            bad += 1
+    print(json.dumps({"coordinator": owner, "entries": len(rows), "verified": len(led), "unverified": bad,
+                      "root": led.root(), "rejected": {k: len(v) for k, v in led.rejected.items()}}, indent=1))  # fmt: skip
+    return 0 if bad == 0 else 1
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("coordinator", help="run an edge-network coordinator (jobs, quorum, ledger)")
+    c.add_argument("--db", default="coordinator.db", help="SQLite file (default) or postgresql://… URL")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8700)
+    c.add_argument("--key", required=True, help="the coordinator's Ed25519 private key (wasm-torch keygen)")
+    c.add_argument("--trust", action="append", default=[], help="trusted artifact publisher .pub (repeat)")
+    c.add_argument("--peer", action="append", default=[], help="URL of a peer coordinator to gossip with (repeat)")
+    c.add_argument("--peer-key", action="append", default=[], help="public key of a federation coordinator (repeat)")
+    c.add_argument("--operator-key", action="append", default=[], help="public key allowed to grant and set params")
+    c.add_argument("--param", action="append", default=[], help="network parameter NAME=VALUE, stored (repeat)")
+    c.set_defaults(fn=cmd_coordinator)
+
+    n = sub.add_parser("node", help="run a compute node for one or more coordinators")
+    n.add_argument("--coordinator", action="append", required=True, help="coordinator URL (repeat)")
+    n.add_argument("--key", required=True, help="node Ed25519 key (created if missing)")
+    n.add_argument("--trust", action="append", required=True, help="trusted artifact publisher .pub (repeat)")
+    n.add_argument("--work-dir", help="artifact cache (default ~/.cache/wasm_torch/node)")
+    n.add_argument("--name", default="node")
+    n.add_argument("--memory-limit", type=int, default=512, help="MB of linear memory per module")
+    n.add_argument("--deadline", type=float, default=60.0, help="seconds per task at most")
+    n.add_argument("--stake", default="0", help="credits to bond at registration")
+    n.add_argument("--max-tasks", type=int, help="stop after this many acknowledged results")
+    n.add_argument("--idle-exit", type=float, help="stop after this many seconds without work")
+    n.add_argument("--journal", help="append one JSON line per acknowledged result")
+    n.add_argument("--fault", action="append", default=[], help="TESTS ONLY: wrong | crash-after=N | slow=S")
+    n.set_defaults(fn=cmd_node)
+
+    j = sub.add_parser("job", help="submit a job to a coordinator, watch it, fetch its outputs")
+    jsub = j.add_subparsers(dest="job_cmd", required=True)
+    s = jsub.add_parser("submit")
+    s.add_argument("artifact", help="signed artifact folder")
+    s.add_argument("inputs", nargs="+", help=".npy per model input, split along axis 0")
+    s.add_argument("--coordinator", required=True)
+    s.add_argument("--key", required=True, help="the paying account's Ed25519 key")
+    s.add_argument("--batch", type=int, default=1, help="rows per task")
+    s.add_argument("--priority", action="store_true", help="run first, at twice the price")
+    s.add_argument("--watch", action="store_true", help="show progress until done")
+    w = jsub.add_parser("watch")
+    w.add_argument("job")
+    w.add_argument("--coordinator", required=True)
+    w.add_argument("--every", type=float, default=1.0)
+    f = jsub.add_parser("fetch")
+    f.add_argument("job")
+    f.add_argument("--coordinator", required=True)
+    f.add_argument("-o", "--output", required=True, help=".npy for the first output (others get _1, _2…)")
+    j.set_defaults(fn=cmd_job)
+
+    led = sub.add_parser("ledger", help="credit balances, grants, Merkle root, network parameters")
+    lsub = led.add_subparsers(dest="ledger_cmd", required=True)
+    b = lsub.add_parser("balance")
+    b.add_argument("account", help="key id, or a .pub / .key file")
+    b.add_argument("--coordinator", required=True)
+    r = lsub.add_parser("root")
+    r.add_argument("--coordinator", required=True)
+    g = lsub.add_parser("grant")
+    g.add_argument("account")
+    g.add_argument("amount", help="credits")
+    g.add_argument("--coordinator", required=True)
+    g.add_argument("--key", required=True, help="operator (or coordinator) private key")
+    g.add_argument("--note", default="operator")
+    p = lsub.add_parser("params")
+    p.add_argument("--coordinator", required=True)
+    p.add_argument("--set", action="append", default=[], help="NAME=VALUE (repeat)")
+    p.add_argument("--key", help="operator private key (needed with --set)")
+    v = lsub.add_parser("verify", help="offline: verify every entry in a coordinator database")
+    v.add_argument("--db", required=True)
+    v.add_argument("--peer-key", action="append", default=[], help="public key of every issuer to accept")
+    led.set_defaults(fn=cmd_ledger)

@@ -1,0 +1,128 @@
+"""Network parameters: one record, stored in the coordinator's database, read on every decision.
+
+Everything a later governance process may change lives here (replication factor, price floor,
+slash rate, admission, timing), so changing the network is one validated update of one record
+(`Store.set_params`, `wasm-torch ledger params --set k=v`) with a version number, never a code edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .economy import MICRO
+from .errors import BadMessage
+
+ADMISSION = ("open", "staked")
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    # validation
+    replication: int = 2  # distinct nodes per checked task (adaptive replication may accept one)
+    max_replicas: int = 5  # replicas a task may need before it is declared inconclusive
+    adaptive_replication: bool = False  # trusted nodes are spot-checked instead of always replicated
+    spot_check_floor: float = 0.05  # ... but never less often than this
+    spot_check_half: int = 20  # clean results in a row that halve the spot-check rate
+    trust_streak: int = 10  # clean results in a row before a node counts as trusted
+    pinned_variant: str = "simd128"  # the deterministic build every task pins (relaxed SIMD is not)
+    # economy
+    price_floor: int = 1000  # micro-credits per MFLOP
+    price_ceiling_factor: int = 100
+    market_window_s: float = 600.0
+    slash_rate: float = 0.5
+    join_stake: int = 10 * MICRO
+    admission: str = "open"  # open: unstaked nodes join on probation; staked: stake first
+    min_reputation: float = 0.05  # below this a node gets no tasks
+    retention_days: float = 7.0  # storage charged for job data
+    # timing
+    lease_s: float = 30.0  # a node must return a result within this
+    poll_s: float = 1.0  # how long a node waits before asking again when there is no work
+    heartbeat_s: float = 10.0
+    clock_skew_s: float = 300.0  # messages older or newer than this are refused (replay window)
+    gossip_s: float = 2.0
+    # limits
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_artifact_bytes: int = 64 * 1024 * 1024
+    max_tasks_per_job: int = 100_000
+    max_task_bytes: int = 4 * 1024 * 1024  # tensor data of one task's inputs or outputs
+    gossip_batch: int = 5000  # ledger entries per gossip message
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.replication < 2:
+            problems.append("replication must be >= 2 (adaptive_replication lets trusted nodes skip it)")
+        if self.max_replicas < max(self.replication, 3):
+            problems.append("max_replicas must be >= replication and >= 3 (a mismatch needs a third)")
+        if not 0 < self.spot_check_floor <= 1:
+            problems.append("spot_check_floor must be in (0, 1]: spot checks never stop")
+        if self.spot_check_half < 1 or self.trust_streak < 0:
+            problems.append("spot_check_half must be >= 1 and trust_streak >= 0")
+        if self.pinned_variant != "simd128":
+            problems.append("pinned_variant must be 'simd128': only deterministic builds can be compared by hash")
+        if self.price_floor < 1 or self.price_ceiling_factor < 1:
+            problems.append("price_floor and price_ceiling_factor must be >= 1")
+        if not 0 <= self.slash_rate <= 1:
+            problems.append("slash_rate must be in [0, 1]")
+        if self.join_stake < 0:
+            problems.append("join_stake must be >= 0")
+        if self.admission not in ADMISSION:
+            problems.append(f"admission must be one of {list(ADMISSION)}")
+        if not 0 <= self.min_reputation < 1:
+            problems.append("min_reputation must be in [0, 1)")
+        for name in ("lease_s", "poll_s", "heartbeat_s", "clock_skew_s", "gossip_s", "market_window_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        for name in ("max_body_bytes", "max_artifact_bytes", "max_tasks_per_job", "max_task_bytes", "gossip_batch"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.retention_days < 0:
+            problems.append("retention_days must be >= 0")
+        if problems:
+            raise BadMessage("invalid network parameters: " + "; ".join(problems))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> NetworkParams:
+        if not isinstance(d, dict):
+            raise BadMessage("network parameters must be a JSON object")
+        return cls().updated(d)
+
+    def updated(self, changes: dict[str, Any]) -> NetworkParams:
+        """A copy with `changes` applied; values are checked against each field's type."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise BadMessage(f"unknown network parameters {unknown}; known: {sorted(fields)}")
+        clean: dict[str, Any] = {}
+        for k, v in changes.items():
+            want = type(getattr(NetworkParams(), k))
+            if want is bool:
+                ok = isinstance(v, bool)
+            elif want is int:
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            elif want is float:
+                ok = isinstance(v, int | float) and not isinstance(v, bool)
+                v = float(v) if ok else v
+            else:
+                ok = isinstance(v, want)
+            if not ok:
+                raise BadMessage(f"network parameter {k!r} must be {want.__name__}, got {v!r}")
+            clean[k] = v
+        return dataclasses.replace(self, **clean)
+
+    @staticmethod
+    def parse_assignment(text: str) -> tuple[str, Any]:
+        """'replication=3' -> ('replication', 3); values are JSON (true, 0.5, "staked") or bare words."""
+        import json
+
+        if "=" not in text:
+            raise BadMessage(f"expected NAME=VALUE, got {text!r}")
+        k, v = text.split("=", 1)
+        try:
+            return k.strip(), json.loads(v)
+        except ValueError:
+            return k.strip(), v
