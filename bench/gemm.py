@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/gemm.json")
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (wall clock only)")
     a = ap.parse_args()
     clock = time.perf_counter if a.clock == "wall" else time.thread_time
     torch.manual_seed(0)
@@ -38,7 +39,8 @@ def main() -> int:
         cases = []
         for m_, k, n in SHAPES:
             x = torch.randn(m_, k)
-            mod = wasm_torch.load(wasm_torch.compile(nn.Linear(k, n), (x,), Path(tmp) / f"g{m_}_{k}_{n}"))
+            art = wasm_torch.compile(nn.Linear(k, n), (x,), Path(tmp) / f"g{m_}_{k}_{n}")
+            mod = wasm_torch.load(art, threads=a.threads)  # one thread unless --threads
             mod(x.numpy())
             cases.append(((m_, k, n), mod, x.numpy()))
         times: dict[tuple[int, int, int], list[float]] = {shape: [] for shape, _, _ in cases}
@@ -55,8 +57,9 @@ def main() -> int:
         )
         print(rows[-1])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    command = f"python bench/gemm.py --clock {a.clock}"
-    Path(a.out).write_text(json.dumps({"command": command, "clock": a.clock, "rows": rows}, indent=1))
+    command = f"python bench/gemm.py --clock {a.clock} --threads {a.threads}"
+    doc = {"command": command, "clock": a.clock, "threads": a.threads, "rows": rows}
+    Path(a.out).write_text(json.dumps(doc, indent=1))
     return 0
 
 

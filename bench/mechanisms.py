@@ -46,7 +46,7 @@ def main() -> int:
                 rows.append({"mechanism": name, "error": str(e).splitlines()[0][:200]})
                 print(rows[-1], flush=True)
                 continue
-            m = wasm_torch.load(art)
+            m = wasm_torch.load(art, threads=1)
             arrays = [x.numpy() for x in args]
             with torch.no_grad():
                 t_torch = median_ms(lambda: model(*args), a.repeat)  # noqa: B023
@@ -64,7 +64,7 @@ def main() -> int:
             if a.ablate:  # the same case without one pass, timed right after: a like-for-like A/B
                 opts = wasm_torch.CompileOptions().without(a.ablate)
                 art2 = wasm_torch.compile(model, args, Path(tmp) / f"{name}-ablate", options=opts)
-                m2 = wasm_torch.load(art2)
+                m2 = wasm_torch.load(art2, threads=1)
                 rows[-1][f"ours_without_{a.ablate}_ms"] = round(median_ms(lambda: m2(*arrays), a.repeat), 4)  # noqa: B023
                 rows[-1]["ours_again_ms"] = round(median_ms(lambda: m(*arrays), a.repeat), 4)  # noqa: B023
             print(rows[-1], flush=True)

@@ -64,6 +64,15 @@ def free_port() -> int:
 def bench_merge(signers, entries) -> dict:
     keys = {s.id: s.public_raw for s in signers}
     res = {}
+    from wasm_torch.net.ledger import LEDGER_DOMAIN
+    from wasm_torch.net.wire import b64d, verify_raw
+
+    sample = entries[:5000]  # the peer figure: one bare Ed25519 verification, same run
+    msgs = [(keys[e.issuer], b64d(e.sig, "sig"), LEDGER_DOMAIN + canonical(e.body())) for e in sample]
+    t0 = time.perf_counter()
+    for pub, sig, msg in msgs:
+        verify_raw(pub, sig, msg)
+    res["ed25519_verify_us"] = (time.perf_counter() - t0) / len(msgs) * 1e6
     for verify in (True, False):
         t0 = time.perf_counter()
         led = Ledger(keys)
@@ -120,6 +129,12 @@ def bench_http_balance(tmp: Path, signers, keyfiles, entries) -> dict:
                     raise
         startup = time.perf_counter() - t0
         accts = sorted({e.account for e in entries})
+        peer = []  # the peer figure: a route that does nothing, same connection, same run
+        for _ in range(3000):
+            t1 = time.perf_counter()
+            conn.request("GET", "/v1/ledger/root")
+            conn.getresponse().read()
+            peer.append(time.perf_counter() - t1)
         lat = []
         for i in range(3000):
             t1 = time.perf_counter()
@@ -132,6 +147,7 @@ def bench_http_balance(tmp: Path, signers, keyfiles, entries) -> dict:
         p.terminate()
         p.wait()
     return {"coordinator_startup_s": startup, "entries_loaded": root["entries"],
+            "root_http_ms": {"p50": pct(peer, 0.5) * 1e3, "p99": pct(peer, 0.99) * 1e3},
             "balance_http_ms": {"p50": pct(lat, 0.5) * 1e3, "p99": pct(lat, 0.99) * 1e3,
                                 "mean": statistics.fmean(lat) * 1e3}}  # fmt: skip
 

@@ -3,7 +3,7 @@ tasks locally. Every process is started the way users start it (`wasm-torch coor
 node`); the model is a small MLP (16 -> 32 -> 8), one row per task, so the figures measure the network's
 own cost (two signed HTTP round trips, SQLite commits with synchronous=FULL, quorum, ledger entries).
 
-    python bench/net_throughput.py [--tasks 400] [--window 20]  -> bench/results/net_throughput.json
+    python bench/net_throughput.py [--tasks 2000] [--window 20]  -> bench/results/net_throughput.json
 
 results/s: acknowledged results per second, summed over nodes (a 1-node network can never validate:
 replication needs 2 distinct nodes, so it is measured over a fixed window); validated tasks/s: tasks
@@ -134,7 +134,7 @@ def run_network(tmp: Path, folder: Path, pub: Path, n_nodes: int, tasks: int, wi
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", type=int, default=400)
+    ap.add_argument("--tasks", type=int, default=2000, help="more than the nodes finish in the window")
     ap.add_argument("--window", type=float, default=20.0, help="seconds measured per configuration at most")
     ap.add_argument("--nodes", default="1,2,4")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "net_throughput.json"))

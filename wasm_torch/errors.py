@@ -23,6 +23,7 @@
     │   └── LedgerError                 a ledger entry is malformed, forged, or would overdraw
     └── ExecutionError                  anything that stops a call of a loaded module
         ├── InputError                  wrong input count, name, shape or dtype (also ValueError)
+        │   └── ContextOverflow         a generator's prompt plus new tokens exceed its compiled max context
         ├── LimitError                  a sandbox limit was hit; the module stays usable
         │   ├── MemoryLimitError        the memory cap is below what the model needs
         │   ├── DeadlineExceeded        the wall-clock deadline (epoch interruption) passed
@@ -95,6 +96,10 @@ class ExecutionError(WasmTorchError):
 
 class InputError(ExecutionError, ValueError):
     pass
+
+
+class ContextOverflow(InputError):
+    """The prompt plus the tokens to generate do not fit a generator's compiled max context."""
 
 
 class LimitError(ExecutionError):

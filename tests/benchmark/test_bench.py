@@ -1,5 +1,6 @@
 """`wasm-torch bench` end to end on the MLP in quick mode: all four systems (ours, ONNX Runtime Web
-in Node, ONNX Runtime native, PyTorch) run, agree with PyTorch, and the JSON and PNG are complete.
+in Node, ONNX Runtime native, PyTorch), each at 1 and 2 threads, run, agree with PyTorch, and the
+JSON (with the SIMD128 peak and GFLOP/s as a fraction of it) and the PNG are complete.
 Timings are only checked to exist (never compared). ONNX Runtime Web comes from `make bench-setup`
 (scripts/setup_bench.sh), which `make test` runs first; without it this test fails, by design."""
 
@@ -45,13 +46,21 @@ def test_bench_mlp_quick_all_four_systems(tmp_path: Path, capsys: pytest.Capture
     assert doc["machine"]["onnxruntime_web"] == ORTWEB_VERSION
     assert doc["machine"]["command"].startswith("wasm-torch bench --models=mlp ")
     assert "--quick" in doc["machine"]["command"]
-    assert doc["settings"]["threads"] == 1 and doc["settings"]["quick"] is True
+    assert doc["settings"]["threads"] == [1, 2] and doc["settings"]["quick"] is True
+    peak = doc["machine"]["simd128_peak"]
+    assert peak["peak_gflops"] == max(peak["muladd_gflops"], peak["fma_gflops"]) > 0
     (row,) = doc["rows"]
     assert row["model"] == "mlp" and "errors" not in row and "error" not in row
-    for system in ("ours", "ortweb", "ort_native", "torch"):
-        assert isinstance(row[f"{system}_ms"], float) and row[f"{system}_ms"] > 0, system
-    for system in ("ours", "ortweb", "ort_native"):
+    for base in ("ours", "ortweb", "ort_native", "torch"):
+        for system in (base, f"{base}_2t"):
+            assert isinstance(row[f"{system}_ms"], float) and row[f"{system}_ms"] > 0, system
+    for system in ("ours", "ours_2t", "ortweb", "ortweb_2t", "ort_native", "ort_native_2t"):
         assert row[f"{system}_agrees"] is True, system
+    assert row["ours_build"] == "simd128" and row["ours_2t_build"] == "simd128-threads"
+    assert row["ours_2t_speedup"] == pytest.approx(row["ours_ms"] / row["ours_2t_ms"], rel=1e-2)
+    gemms = 2 * 8 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
+    assert gemms <= row["flops"] < 1.01 * gemms  # counted by the compiler (+ bias and ReLU)
+    assert 0 < row["ours_peak_fraction"] == pytest.approx(row["gflops"]["ours"] / peak["peak_gflops"], abs=2e-3)
     assert (
         row["max_abs_err"] < 1e-4
         and row["ortweb_max_abs_err"] < 1e-4
@@ -70,7 +79,7 @@ def test_bench_mlp_quick_all_four_systems(tmp_path: Path, capsys: pytest.Capture
     assert row["arena_bytes"] >= row["largest_activation_bytes"]
     assert row["linear_memory_bytes"] >= row["weights_bytes"] + row["arena_bytes"]
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| mlp |" in printed and "ORT-Web ms" in printed
+    assert "| mlp |" in printed and "ORT-Web, 2 threads ms" in printed and "% of peak" in printed
 
 
 def test_bench_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

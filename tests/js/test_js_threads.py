@@ -49,7 +49,8 @@ def wide_artifact(tmp_path_factory):
     """Enough work per call that every helper thread claims chunks."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 256), nn.LayerNorm(256))
-    art = wasm_torch.compile(model, (torch.randn(128, 256),), tmp_path_factory.mktemp("wide") / "wide")
+    art = wasm_torch.compile(model, (torch.randn(128, 256),), tmp_path_factory.mktemp("wide") / "wide",
+                             options=wasm_torch.CompileOptions(relaxed=True))
     name = art.manifest.inputs[0].name
     return art.path, {name: np.random.default_rng(0).standard_normal((128, 256)).astype(np.float32)}
 
@@ -179,12 +180,12 @@ def test_chromium_zoo_bit_identical_across_threads(zoo_artifact, wide_artifact, 
         runs = out["models"][name]
         for run in runs:
             assert run["running"] == run["threads"], run  # no fallback on an isolated page
-            expect = {("simd128", 1): "simd128", ("auto", 1): "relaxed"}.get((run["variant"], run["threads"]))
-            expect = expect or ("simd128-threads" if run["variant"] == "simd128" else "relaxed-threads")
-            assert run["built"] == expect, run  # Chromium has relaxed SIMD and, isolated, wasm threads
+            relaxed = name == "wide" and run["variant"] == "auto"  # only `wide` has relaxed builds
+            expect = ("relaxed" if relaxed else "simd128") + ("-threads" if run["threads"] > 1 else "")
+            assert run["built"] == expect, run  # feature detection: Chromium has relaxed SIMD and (isolated) threads
             for k, w in want.items():
                 got = _decode(run["outputs"][k])
-                if run["variant"] == "simd128":  # V8 computes exactly what wasmtime computes
+                if not relaxed:  # V8 computes exactly what wasmtime computes
                     assert got.tobytes() == w.tobytes(), (name, run["threads"], k)
                 else:
                     assert np.abs(got.astype(np.float64) - w).max() <= 1e-4 * max(1.0, np.abs(w).max()), (name, k)

@@ -98,6 +98,11 @@ class Served:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    grpc_port: int | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def rss_bytes(self) -> int:
         return psutil.Process(self.proc.pid).memory_info().rss
@@ -107,8 +112,15 @@ class Served:
 
 
 def start_server(models: Path, log: Path, *flags: str, wait_s: float = 120.0) -> Served:
-    """Start `wasm-torch serve models --port P *flags` and wait until /v2/health/live answers."""
+    """Start `wasm-torch serve models --port P --grpc-port G *flags` and wait until /v2/health/live
+    answers (gRPC on a free port too, unless the flags say --no-grpc or name a port)."""
     port = free_port()
+    grpc_port = None
+    if "--no-grpc" not in flags and "--grpc-port" not in flags:
+        grpc_port = free_port()
+        flags = ("--grpc-port", str(grpc_port), *flags)
+    elif "--grpc-port" in flags:
+        grpc_port = int(flags[flags.index("--grpc-port") + 1])
     exe = Path(sys.executable).with_name("wasm-torch")
     cmd = [str(exe), "serve", str(models), "--host", "127.0.0.1", "--port", str(port), *flags]
     out = log.open("wb")
@@ -120,7 +132,7 @@ def start_server(models: Path, log: Path, *flags: str, wait_s: float = 120.0) ->
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(url + "/v2/health/live", timeout=2).status_code == 200:
-                return Served(url, port, proc, log)
+                return Served(url, port, proc, log, grpc_port)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)

@@ -31,7 +31,7 @@ import torch
 from fastapi.testclient import TestClient
 from ray import serve
 from ray.exceptions import ActorDiedError, RayTaskError
-from ray.serve._private.common import DeploymentHandleSource, DeploymentID  # only to build a router
+from ray.serve.request_router import RequestRouter
 
 import wasm_torch
 from wasm_torch.errors import IndexOutOfRange, InputError
@@ -40,7 +40,7 @@ from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout, classify
 from wasm_torch.serve.ray.app import APP_NAME, build_ray_app, deployment_name
 from wasm_torch.serve.ray.env import init_ray
 from wasm_torch.serve.ray.ingress import RemotePool
-from wasm_torch.serve.ray.router import PolicyRouter, router_snapshot
+from wasm_torch.serve.ray.router import PolicyRanking, PolicyRouter
 from wasm_torch.serve.settings import ServeSettings
 
 pytestmark = pytest.mark.toolchain
@@ -284,7 +284,7 @@ def test_unhealthy_replica_is_avoided_then_replaced(cluster):
     assert ok.status_code == 200
 
 
-# --- the router's ranking on fakes (no cluster needed) -------------------------------------------
+# --- the router's ranking on fakes (no cluster needed, no Ray internals) ------------------------
 @dataclass(frozen=True)
 class FakeId:
     unique_id: str
@@ -299,57 +299,49 @@ class FakeReplica:
 _ids = itertools.count()
 
 
-def _router(policy: str) -> PolicyRouter:
-    r = PolicyRouter(
-        deployment_id=DeploymentID(name="model-m", app_name="unit"),
-        handle_source=DeploymentHandleSource.UNKNOWN,
-    )
-    r.initialize_state(model=f"m{policy}", policy=policy, seed=0)
-    return r
+def _ranking(ranking: PolicyRanking, replicas: list[FakeReplica], method: str = "infer") -> list[str]:
+    return [r.replica_id.unique_id for r in ranking.rank(replicas, method)]
 
 
-def _request(method: str = "infer") -> Any:
-    return SimpleNamespace(
-        args=[], metadata=SimpleNamespace(call_method=method, internal_request_id=str(next(_ids)))
-    )
-
-
-def _ranking(router: PolicyRouter, replicas: list[FakeReplica], method: str = "infer") -> list[str]:
-    ranks = asyncio.run(router.choose_replicas(replicas, _request(method)))  # type: ignore[arg-type]
-    assert all(len(rank) == 1 for rank in ranks)  # one replica per rank: the policy decides, not Ray
-    return [rank[0].replica_id.unique_id for rank in ranks]
+def _route(ranking: PolicyRanking, replica: FakeReplica, method: str = "infer") -> str:
+    request_id = str(next(_ids))
+    ranking.routed_to(replica.replica_id, method, request_id)
+    return request_id
 
 
 def test_router_policies_are_selectable_and_rank_as_balancing_does():
     a, b = FakeReplica(FakeId("a")), FakeReplica(FakeId("b"))
-    lo = _router("least_outstanding")
+    lo = PolicyRanking("m", "least_outstanding", seed=0)
     for _ in range(3):
-        lo.on_request_routed(_request(), a.replica_id, None)  # type: ignore[arg-type]
+        _route(lo, a)
     assert _ranking(lo, [a, b]) == ["b", "a"]
-    assert router_snapshot("unit", "mleast_outstanding")["policy"] == "least_outstanding"
+    assert lo.snapshot({})["policy"] == "least_outstanding"
 
-    ew = _router("peak_ewma")
-    slow, fast = _request(), _request()
-    ew.on_request_routed(slow, a.replica_id, None)  # type: ignore[arg-type]
-    ew.on_request_routed(fast, b.replica_id, None)  # type: ignore[arg-type]
-    ew.on_request_completed(b.replica_id, fast.metadata.internal_request_id)  # type: ignore[arg-type]
+    ew = PolicyRanking("m", "peak_ewma", seed=0)
+    slow, fast = _route(ew, a), _route(ew, b)
+    ew.completed(fast)
     time.sleep(0.05)
-    ew.on_request_completed(a.replica_id, slow.metadata.internal_request_id)  # type: ignore[arg-type]
+    ew.completed(slow)
     assert _ranking(ew, [a, b]) == ["b", "a"]  # a's peak-EWMA latency is the higher one
-    snap = {r["id"]: r for r in router_snapshot("unit", "mpeak_ewma")["replicas"]}
+    snap = {r["id"]: r for r in ew.snapshot({"a": a, "b": b})["replicas"]}
     assert snap["a"]["ewma_ms"] >= 40 > snap["b"]["ewma_ms"] and snap["a"]["outstanding"] == 0
+    assert snap["a"]["live"] and snap["a"]["reported_healthy"] is True
 
 
 def test_router_ranks_self_reported_unhealthy_replicas_last_and_spreads_control_calls():
     sick = FakeReplica(FakeId("sick"), {"healthy": False})
     well = FakeReplica(FakeId("well"), {"healthy": True})
-    router = _router("least_outstanding")
+    ranking = PolicyRanking("m", "least_outstanding", seed=0)
     for _ in range(5):  # even with more outstanding work, the healthy replica comes first
-        router.on_request_routed(_request(), well.replica_id, None)  # type: ignore[arg-type]
-    assert _ranking(router, [sick, well]) == ["well", "sick"]
-    assert router.avoided == 1
-    firsts = {_ranking(router, [sick, well], method="describe")[0] for _ in range(4)}
+        _route(ranking, well)
+    assert _ranking(ranking, [sick, well]) == ["well", "sick"]
+    assert ranking.avoided == 1
+    firsts = {_ranking(ranking, [sick, well], method="describe")[0] for _ in range(4)}
     assert firsts == {"sick", "well"}  # probes reach every replica
+
+
+def test_the_router_class_is_rays_public_request_router():
+    assert issubclass(PolicyRouter, RequestRouter)  # public: ray.serve.request_router
 
 
 def test_cli_without_ray_says_what_to_install(tmp_path):

@@ -113,7 +113,7 @@ def test_metrics_count_requests_errors_batches(client):
     client.post("/v2/models/mlp/infer", json=body()[1])
     client.post("/v2/models/mlp/infer", content=b"{nope")
     text = client.get("/metrics").text
-    assert 'wasm_torch_inference_requests_total{code="200",model="mlp"} 1.0' in text
+    assert 'wasm_torch_inference_requests_total{code="200",model="mlp",protocol="http"} 1.0' in text
     assert 'wasm_torch_inference_errors_total{kind="bad_request",model="mlp"} 1.0' in text
     assert "wasm_torch_inference_batch_size_bucket" in text
     assert "wasm_torch_inference_queue_duration_seconds_count" in text

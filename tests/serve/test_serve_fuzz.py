@@ -75,6 +75,7 @@ def _send_raw(port: int, case: RawCase) -> int | None:
     return int(head[9:12]) if head.startswith(b"HTTP/1.") else None
 
 
+@pytest.mark.slow  # ~30 s: a server process and 950 requests (still part of make test)
 def test_fuzzed_requests_against_a_real_server_never_get_a_5xx(model_dir, tmp_path):
     s = start_server(model_dir, tmp_path / "server.log", "--replicas", "1", "--read-timeout", "3")
     try:

@@ -64,7 +64,7 @@ def test_serves_a_directory_of_artifacts_and_matches_torch(artifacts):
             got = np.array(out["data"]).reshape(out["shape"])
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
         text = c.get("/metrics").text
-        assert 'wasm_torch_inference_requests_total{code="200",model="mlp"} 64.0' in text
+        assert 'wasm_torch_inference_requests_total{code="200",model="mlp",protocol="http"} 64.0' in text
     finally:
         app.state.server.registry.close()
 

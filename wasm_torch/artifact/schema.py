@@ -6,6 +6,7 @@ field: unknown or missing keys, wrong types (a bool is not an int), negative or 
 names that are not plain identifiers, shapes over undeclared symbols, symbols that do not name an
 input axis, tensors or weights that do not fit in the memory the manifest declares, file entries
 that are paths. Informational sections (compiler, validation, tuning) only have to be objects.
+A text generator's `state` and `generator` sections are checked by generation.py.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .layout import (
 from .safeio import check_name
 
 REQUIRED = {"format", "name", "entry", "inputs", "outputs", "memory", "files"}
-OPTIONAL = {"compiler", "symbols", "ops", "work", "weights", "validation", "tuning", "index_inputs"}
+OPTIONAL = {"compiler", "symbols", "ops", "work", "weights", "validation", "tuning", "index_inputs", "state", "generator"}
 RESERVED_EXPORTS = {"memory", "__heap_base", "__stack_pointer"}
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FIX = "recompile the model (or restore the original manifest.json)"
@@ -211,6 +212,10 @@ def check_manifest(raw: Any, where: str) -> None:
         for i, t in enumerate(ts):
             _extent(c, t, f"{field}[{i}]", syms, mem["arena_bytes"])
     _files(c, raw["files"], mem["weights_bytes"])
+    if "state" in raw or "generator" in raw:  # a text generator's KV cache and description (generation.py)
+        from .generation import check_generation
+
+        check_generation(c, raw, syms, mem["arena_bytes"], _tensors, _extent)
     if "weights" in raw:
         _weights(c, raw["weights"], mem["weights_bytes"])
     if "ops" in raw:

@@ -15,13 +15,34 @@ from torch import nn
 
 from ..errors import BenchmarkError
 
-SYSTEMS = ("ours", "ortweb", "ort_native", "torch")  # the JSON's key prefixes: ours_ms, ortweb_ms, ...
-LABELS = {
+BASES = ("ours", "ortweb", "ort_native", "torch")
+BASE_LABELS = {
     "ours": "ours (wasmtime)",
     "ortweb": "ORT-Web 1.30 (Node)",
     "ort_native": "ORT native",
     "torch": "PyTorch",
 }
+THREADS = (1, 2)  # the thread counts every system runs at (`--threads`)
+
+
+def system_key(base: str, threads: int) -> str:
+    """The JSON key prefix of a system at a thread count: ours, ours_2t, ortweb, ortweb_2t, ..."""
+    return base if threads == 1 else f"{base}_{threads}t"
+
+
+def systems(threads: tuple[int, ...] = THREADS) -> tuple[str, ...]:
+    return tuple(system_key(b, t) for b in BASES for t in threads)
+
+
+def label(key: str) -> str:
+    """'ours_2t' -> 'ours (wasmtime), 2 threads'."""
+    head, _, tail = key.rpartition("_")
+    base, t = (head, tail[:-1]) if head and tail.endswith("t") and tail[:-1].isdigit() else (key, "1")
+    return f"{BASE_LABELS[base]}, {t} thread{'s' if t != '1' else ''}"
+
+
+SYSTEMS = systems()  # the JSON's key prefixes: ours_ms, ours_2t_ms, ortweb_ms, ...
+LABELS = {k: label(k) for k in systems((1, 2, 4, 8))}
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,18 @@ def _gemm() -> nn.Module:
     return ConstGemm(512)
 
 
+def _resnet50() -> nn.Module:
+    from .big_models import resnet50
+
+    return resnet50()
+
+
+def _vit_b_16() -> nn.Module:
+    from .big_models import vit_b_16
+
+    return vit_b_16()
+
+
 def _image(g: torch.Generator) -> tuple[torch.Tensor, ...]:
     return (torch.randn(1, 3, 224, 224, generator=g),)
 
@@ -112,6 +145,8 @@ CASES: dict[str, BenchCase] = {
             lambda g: (torch.randn(512, 512, generator=g),),
             flops=2 * 512**3,
         ),
+        BenchCase("resnet50", "ResNet-50 (bottleneck [3,4,6,3]), 1x3x224x224, 1000 classes", _resnet50, _image),
+        BenchCase("vit_b_16", "ViT-B/16 (12 layers, 768 wide, 12 heads), 1x3x224x224, 1000 classes", _vit_b_16, _image),
     ]
 }
 

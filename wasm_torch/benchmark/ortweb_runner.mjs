@@ -5,11 +5,13 @@
 //
 // spec.json: {"ort_package": ".../node_modules/onnxruntime-web", "model": "m.onnx",
 //             "inputs": [{"dtype": "float32"|"int64", "shape": [..], "file": "x0.bin"}],
-//             "warmup": 2, "warmup_seconds": 1.0, "repeat": 9, "interactive": false, "out_dir": "..."}
+//             "warmup": 2, "warmup_seconds": 1.0, "repeat": 9, "interactive": false, "out_dir": "...",
+//             "threads": 1}
 // Times `repeat` runs after the warm-up; with "interactive": true it then prints "@@ready" and times
 // one more run per "run" line on stdin until "end". Then writes out_dir/result.json: per-run times (ms), the outputs (raw little-endian files), the ORT
 // files Node actually loaded (recorded by a module-load hook and an fs.readFile* wrapper) and
-// their sizes, and the versions. One thread, SIMD, no proxy worker, all graph optimizations.
+// their sizes, and the versions. `threads` threads (env.wasm.numThreads: ORT-Web's own worker
+// threads over a SharedArrayBuffer), SIMD, no proxy worker, all graph optimizations.
 import fs from 'node:fs';
 import module from 'node:module';
 import path from 'node:path';
@@ -56,7 +58,8 @@ const pkg = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'
 const entry = pkg.exports['.'].node.import;
 const ort = await import(pathToFileURL(path.join(pkgDir, entry)).href);
 
-ort.env.wasm.numThreads = 1;
+const THREADS = spec.threads ?? 1;
+ort.env.wasm.numThreads = THREADS;
 ort.env.wasm.proxy = false;
 ort.env.wasm.simd = true; // the only build 1.30 ships is SIMD; kept explicit
 ort.env.logLevel = 'error';
@@ -74,7 +77,7 @@ const session = await ort.InferenceSession.create(new Uint8Array(fs.readFileSync
   executionProviders: ['wasm'],
   graphOptimizationLevel: 'all',
   executionMode: 'sequential',
-  intraOpNumThreads: 1,
+  intraOpNumThreads: THREADS,
   interOpNumThreads: 1,
 });
 if (session.inputNames.length !== spec.inputs.length) {

@@ -1,10 +1,10 @@
-"""The peer systems `wasm-torch bench` compares against, each pinned to one thread.
+"""The peer systems `wasm-torch bench` compares against, each at a given thread count (1 or 2).
 
-- PyTorch eager: `torch.set_num_threads(1)`, `torch.no_grad()`.
-- ONNX Runtime native: one intra- and one inter-op thread, sequential, all graph optimizations.
+- PyTorch eager: `torch.set_num_threads(n)` around each call, `torch.no_grad()`.
+- ONNX Runtime native: n intra-op threads and one inter-op thread, sequential, all graph optimizations.
 - ONNX Runtime Web (onnxruntime-web from npm, installed by scripts/setup_bench.sh into
   bench/node/node_modules): Node runs ortweb_runner.mjs in a subprocess (wasm backend, SIMD,
-  `numThreads = 1`, no proxy worker) that stays up while we time: each "run" line on its stdin is
+  `numThreads = n`, no proxy worker) that stays up while we time: each "run" line on its stdin is
   one run timed inside Node, so its runs interleave with the in-process systems. It also reports
   the outputs and the runtime files Node loaded.
 
@@ -65,21 +65,27 @@ def to_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path
     raise BenchmarkError(f"torch.onnx.export failed with both exporters: {errors}")
 
 
-def torch_runner(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
-    """A no-argument callable running the model in PyTorch eager (the caller sets 1 thread)."""
+def torch_runner(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], threads: int | None = None) -> Any:
+    """A no-argument callable running the model in PyTorch eager, on `threads` threads (None: as set)."""
 
     def run() -> Any:
-        with torch.no_grad():
-            return model(*inputs)
+        saved = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            with torch.no_grad():
+                return model(*inputs)
+        finally:
+            torch.set_num_threads(saved)
 
     return run
 
 
-def ort_native_session(path: Path) -> Any:
+def ort_native_session(path: Path, threads: int = 1) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -129,6 +135,7 @@ class OrtWeb:
         package: Path,
         warmup: int,
         warmup_seconds: float = 0.0,
+        threads: int = 1,
     ):
         work.mkdir(parents=True, exist_ok=True)
         self.work = work
@@ -146,6 +153,7 @@ class OrtWeb:
             "repeat": 0,
             "interactive": True,
             "out_dir": str(work),
+            "threads": threads,
         }
         (work / "spec.json").write_text(json.dumps(spec))
         self._stderr = (work / "stderr.txt").open("w")

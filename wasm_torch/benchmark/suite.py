@@ -1,11 +1,15 @@
-"""`wasm-torch bench`: ours vs ONNX Runtime Web, ONNX Runtime native and PyTorch eager, in one run.
+"""`wasm-torch bench`: ours vs ONNX Runtime Web, ONNX Runtime native and PyTorch eager, in one run,
+each at 1 and 2 threads.
 
-Per model: build it from fixed seeds, compile it with wasm_torch (wasmtime, one thread), export the
-same torch model to ONNX, check that every system's output agrees with PyTorch on fresh inputs,
-then time all four interleaved, one run each per round in a rotating order so drift hits all
-alike: ours, ORT native and torch in this process, ORT-Web in a waiting Node subprocess (peers.py).
-Median after warm-up. A failing system leaves its row in place with the error instead of stopping
-the suite. Writes the JSON and a PNG (plot.py) and prints a Markdown table.
+Per model: build it from fixed seeds, compile it with wasm_torch, export the same torch model to
+ONNX, check that every system's output agrees with PyTorch on fresh inputs, then time every system
+at every thread count interleaved, one run each per round in a rotating order so drift hits all
+alike: ours (`wasm_torch.load(art, threads=n)`, the build `load` picks), ORT native and torch in
+this process, ORT-Web in one waiting Node subprocess per thread count (peers.py). Median after
+warm-up. GFLOP/s come from the manifest's FLOP count, and ours are also given as a fraction of this
+machine's SIMD128 peak (peak.py; n x the one-core peak at n threads). A failing system leaves its
+row in place with the error instead of stopping the suite. Writes the JSON and a PNG (plot.py) and
+prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .models import LABELS, SYSTEMS, BenchCase, build, select
+from .models import LABELS, THREADS, BenchCase, build, select, system_key, systems
 from .peers import (
     OrtWeb,
     node_version,
@@ -51,7 +55,7 @@ def _agreement(row: dict[str, Any], system: str, got: list[np.ndarray], want: li
     from ..compiler.check import compare
 
     c = compare(got, want, ATOL, RTOL)
-    key = "max_abs_err" if system == "ours" else f"{system}_max_abs_err"
+    key = "max_abs_err" if system == "ours" else f"{system}_max_abs_err"  # ours_2t_max_abs_err, ...
     row[key] = c["max_abs_err"]
     row[f"{system}_agrees"] = c["ok"]
 
@@ -126,16 +130,25 @@ def run_case(case: BenchCase, opts: dict[str, Any], work: Path, package: Path) -
     errors: dict[str, str] = {}
     timers: dict[str, Callable[[], float]] = {}
 
-    try:  # ours
+    threads = tuple(opts.get("threads", (1,)))
+    try:  # ours, at every thread count (the build `load` chooses: relaxed SIMD where it can, threads)
         with _phase(row, "compile"):
             art = wasm_torch.compile(model, example, work / "wasm", atol=ATOL, rtol=RTOL)
-            mod = wasm_torch.load(art)
-        _agreement(row, "ours", _outputs(mod(*arrays)), want)
         mem = art.manifest.raw["memory"]
         row.update(code_bytes=art.code_bytes, weights_bytes=art.weights_bytes, arena_bytes=mem["arena_bytes"])
-        row.update(arena_unplanned_bytes=mem["arena_unplanned_bytes"], linear_memory_bytes=mod.memory_bytes)
+        row["arena_unplanned_bytes"] = mem["arena_unplanned_bytes"]
         row["largest_activation_bytes"] = mem["peak_live_bytes"]
-        timers["ours"] = wall_ms(lambda: mod(*arrays))
+        flops = art.manifest.raw.get("work", {}).get("flops")
+        if isinstance(flops, int) and not case.flops:
+            row["flops"] = flops  # counted by the compiler from the graph
+        for t in threads:
+            key = system_key("ours", t)
+            mod = wasm_torch.load(art, threads=t)
+            _agreement(row, key, _outputs(mod(*arrays)), want)
+            row[f"{key}_build"] = getattr(getattr(mod, "spec", None), "name", "simd128")
+            if t == 1:
+                row["linear_memory_bytes"] = mod.memory_bytes
+            timers[key] = wall_ms(lambda mod=mod: mod(*arrays))
     except Exception as e:  # keep the row: the exact compiler error is the result
         errors["ours"] = _err(e)
 
@@ -147,30 +160,29 @@ def run_case(case: BenchCase, opts: dict[str, Any], work: Path, package: Path) -
     except Exception as e:
         errors["onnx_export"] = _err(e)
     if "onnx_export" not in errors:
-        try:
-            run = ort_native_runner(ort_native_session(onnx_path), arrays)
-            _agreement(row, "ort_native", _outputs(run()), want)
-            timers["ort_native"] = wall_ms(run)
-        except Exception as e:
-            errors["ort_native"] = _err(e)
-    timers["torch"] = wall_ms(torch_runner(model, fresh))
+        for t in threads:
+            key = system_key("ort_native", t)
+            try:
+                run = ort_native_runner(ort_native_session(onnx_path, t), arrays)
+                _agreement(row, key, _outputs(run()), want)
+                timers[key] = wall_ms(run)
+            except Exception as e:
+                errors[key] = _err(e)
+    for t in threads:
+        timers[system_key("torch", t)] = wall_ms(torch_runner(model, fresh, t))
 
-    web = None
+    webs: dict[str, OrtWeb] = {}
     try:
         if "onnx_export" not in errors:
-            try:
-                with _phase(row, "ortweb_load"):
-                    web = OrtWeb(
-                        onnx_path,
-                        arrays,
-                        work / "ortweb",
-                        package,
-                        opts["warmup"],
-                        opts["ortweb_warmup_seconds"],
-                    )
-                timers["ortweb"] = web.run_once
-            except Exception as e:
-                errors["ortweb"] = _err(e)
+            for t in threads:
+                key = system_key("ortweb", t)
+                try:
+                    with _phase(row, f"{key}_load"):
+                        webs[key] = OrtWeb(onnx_path, arrays, work / key, package, opts["warmup"],
+                                           opts["ortweb_warmup_seconds"], threads=t)  # fmt: skip
+                    timers[key] = webs[key].run_once
+                except Exception as e:
+                    errors[key] = _err(e)
         ms: dict[str, float] = {}
         with _phase(row, "timing"):
             while timers and not ms:
@@ -181,37 +193,52 @@ def run_case(case: BenchCase, opts: dict[str, Any], work: Path, package: Path) -
                 except SystemFailed as f:  # drop the failing system, time the others again
                     errors[f.system] = _err(f.error)
                     timers.pop(f.system)
-        for system in SYSTEMS:
+        for system in systems(threads):
             row[f"{system}_ms"] = round(ms[system], 4) if system in ms else None
-        if web is not None and "ortweb" in ms:
+        for key, web in webs.items():
+            if key not in ms:
+                continue
             try:
                 res = web.close()
-                row["ortweb_warmup_runs"] = res["warmup_runs"]
-                row["ortweb_runtime_bytes"] = res["runtime_bytes"]
-                row["ortweb_runtime_files"] = res["runtime_files"]
-                _agreement(row, "ortweb", res["outputs"], want)
+                if key == "ortweb":
+                    row["ortweb_warmup_runs"] = res["warmup_runs"]
+                    row["ortweb_runtime_bytes"] = res["runtime_bytes"]
+                    row["ortweb_runtime_files"] = res["runtime_files"]
+                _agreement(row, key, res["outputs"], want)
             except Exception as e:
-                errors["ortweb"] = _err(e)
-                row["ortweb_ms"] = None
+                errors[key] = _err(e)
+                row[f"{key}_ms"] = None
     finally:
-        if web is not None:
+        for web in webs.values():
             web.kill()  # no-op when it already exited
-    return _summarise(row, errors, case)
+    return _summarise(row, errors, case, threads, opts.get("peak_gflops"))
 
 
-def _summarise(row: dict[str, Any], errors: dict[str, str], case: BenchCase) -> dict[str, Any]:
-    """Ratios, GFLOP/s, the memory bound and the error fields, from the measured row."""
-    if row["ours_ms"] and row["ortweb_ms"]:
-        row["ours_vs_ortweb"] = round(row["ours_ms"] / row["ortweb_ms"], 4)
-    for peer in ("ort_native", "torch"):
-        if row["ours_ms"] and row[f"{peer}_ms"]:
-            row[f"ours_vs_{peer}"] = round(row["ours_ms"] / row[f"{peer}_ms"], 4)
+def _summarise(
+    row: dict[str, Any], errors: dict[str, str], case: BenchCase, threads: tuple[int, ...], peak: float | None
+) -> dict[str, Any]:
+    """Ratios, speedups, GFLOP/s (and ours as a fraction of the peak), the memory bound and the
+    error fields, from the measured row."""
+    for t in threads:
+        ours = row.get(f"{system_key('ours', t)}_ms")
+        for peer in ("ortweb", "ort_native", "torch"):
+            other = row.get(f"{system_key(peer, t)}_ms")
+            if ours and other:
+                row[f"{system_key('ours', t)}_vs_{peer}"] = round(ours / other, 4)
+        if t > 1 and ours and row.get("ours_ms"):
+            row[f"ours_{t}t_speedup"] = round(row["ours_ms"] / ours, 3)  # over ours on one thread
     if case.flops:
         row["flops"] = case.flops
+    if row.get("flops"):
         row["gflops"] = {
-            s: round(case.flops / row[f"{s}_ms"] / 1e6, 3) for s in SYSTEMS if row.get(f"{s}_ms")
+            s: round(row["flops"] / row[f"{s}_ms"] / 1e6, 3) for s in systems(threads) if row.get(f"{s}_ms")
         }
-    if "largest_activation_bytes" in row and "weights_bytes" in row:
+        if peak:
+            for t in threads:
+                g = row["gflops"].get(system_key("ours", t))
+                if g:  # n threads: n x the one-core peak
+                    row[f"{system_key('ours', t)}_peak_fraction"] = round(g / (peak * t), 3)
+    if "largest_activation_bytes" in row and "weights_bytes" in row and "linear_memory_bytes" in row:
         bound = row["weights_bytes"] + 2 * row["largest_activation_bytes"]
         row["memory_bound_bytes"] = bound  # the issue's goal: linear memory <= weights + 2 x largest set
         row["memory_within_bound"] = row["linear_memory_bytes"] <= bound
@@ -275,6 +302,8 @@ def run_suite(
     repeat: int = 20,
     max_seconds: float = 20.0,
     warmup_seconds: float = 2.0,
+    threads: tuple[int, ...] = THREADS,
+    peak: bool = True,
     node_dir: Path | None = None,
     work_dir: Path | None = None,
     command: str | None = None,
@@ -284,9 +313,15 @@ def run_suite(
     cases = select(models)
     package = ortweb_package(node_dir)  # fail before any work if ORT-Web is not installed
     result: dict[str, Any] = {"machine": machine(package, command)}
-    result["settings"] = {"threads": 1, "warmup": warmup, "repeat": repeat, "max_seconds": max_seconds}
+    if peak:  # this machine's one-core SIMD128 peak, the yardstick of every GFLOP/s figure
+        from .peak import simd128_peak
+
+        result["machine"]["simd128_peak"] = simd128_peak()
+        log(f"[bench] SIMD128 peak: {result['machine']['simd128_peak']}")
+    result["settings"] = {"threads": list(threads), "warmup": warmup, "repeat": repeat, "max_seconds": max_seconds}
     result["settings"]["ortweb_warmup_seconds"] = warmup_seconds
     result["settings"].update(atol=ATOL, rtol=RTOL)
+    result["settings"]["peak_gflops"] = result["machine"].get("simd128_peak", {}).get("peak_gflops")
     rows = []
     with tempfile.TemporaryDirectory(prefix="wasm_torch_bench_") as tmp, _torch_threads(1):
         root = Path(work_dir) if work_dir else Path(tmp)
@@ -296,8 +331,9 @@ def run_suite(
             rows.append(run_case(case, result["settings"], root / case.name, package))
             r = rows[-1]
             log(
-                f"[bench] {case.name}: ours {r.get('ours_ms')} ms, ORT-Web {r.get('ortweb_ms')} ms, "
-                f"ORT {r.get('ort_native_ms')} ms, torch {r.get('torch_ms')} ms ({time.perf_counter() - t0:.0f} s)"
+                f"[bench] {case.name}: "
+                + ", ".join(f"{k} {r.get(f'{k}_ms')} ms" for k in systems(threads))
+                + f" ({time.perf_counter() - t0:.0f} s)"
                 + (f"  errors: {r['errors']}" if "errors" in r else "")
             )
             gc.collect()
@@ -311,7 +347,7 @@ def problems(result: dict[str, Any]) -> list[str]:
     out = []
     for r in result["rows"]:
         out += [f"{r['model']}: {s}: {e}" for s, e in r.get("errors", {}).items()]
-        out += [f"{r['model']}: {s} disagrees with PyTorch" for s in SYSTEMS if r.get(f"{s}_agrees") is False]
+        out += [f"{r['model']}: {s} disagrees with PyTorch" for s in LABELS if r.get(f"{s}_agrees") is False]
     return out
 
 
@@ -320,21 +356,37 @@ def _f(x: float | None, fmt: str) -> str:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    head = "| model | ours ms | ORT-Web ms | ORT native ms | PyTorch ms | ours / ORT-Web | ours / ORT | "
-    head += "code KB | ORT-Web runtime KB | max abs err | arena KB | largest act. KB |"
+    """Latency at every thread count with the ratios and speedups, then sizes, memory and errors."""
+    threads = tuple(result["settings"]["threads"]) if isinstance(result["settings"]["threads"], list) else (1,)
+    peak = result["settings"].get("peak_gflops")
+    cols = [(k, LABELS[k].replace(" (wasmtime)", "").replace(" 1.30 (Node)", "")) for k in systems(threads)]
+    head = "| model | " + " | ".join(f"{lab} ms" for _, lab in cols)
+    head += " | " + " | ".join(f"ours / ORT-Web {t}t" for t in threads)
+    head += "".join(f" | ours {t}t speedup" for t in threads if t > 1)
+    head += "".join(f" | ours {t}t % of peak" for t in threads) + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in result["rows"]:
+        cells = [_f(r.get(f"{k}_ms"), ".2f") for k, _ in cols]
+        cells += [_f(r.get(f"{system_key('ours', t)}_vs_ortweb"), ".2f") for t in threads]
+        cells += [_f(r.get(f"ours_{t}t_speedup"), ".2f") for t in threads if t > 1]
+        cells += [_f(100 * x if (x := r.get(f"{system_key('ours', t)}_peak_fraction")) else None, ".0f")
+                  for t in threads]  # fmt: skip
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    head = "| model | ours build (1t / 2t) | code KB | ORT-Web runtime KB | max abs err | arena KB | largest act. KB |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in result["rows"]:
 
         def kb(k: str, r: dict[str, Any] = r) -> str:
             return _f(r[k] / 1024 if r.get(k) is not None else None, ",.1f")
 
+        built = " / ".join(str(r.get(f"{system_key('ours', t)}_build", "—")) for t in threads)
         lines.append(
-            f"| {r['model']} | {_f(r.get('ours_ms'), '.2f')} | {_f(r.get('ortweb_ms'), '.2f')} | "
-            f"{_f(r.get('ort_native_ms'), '.2f')} | {_f(r.get('torch_ms'), '.2f')} | "
-            f"{_f(r.get('ours_vs_ortweb'), '.2f')} | {_f(r.get('ours_vs_ort_native'), '.2f')} | "
-            f"{kb('code_bytes')} | {kb('ortweb_runtime_bytes')} | {_f(r.get('max_abs_err'), '.1e')} | "
-            f"{kb('arena_bytes')} | {kb('largest_activation_bytes')} |"
+            f"| {r['model']} | {built} | {kb('code_bytes')} | {kb('ortweb_runtime_bytes')} | "
+            f"{_f(r.get('max_abs_err'), '.1e')} | {kb('arena_bytes')} | {kb('largest_activation_bytes')} |"
         )
+    if peak:
+        lines.append(f"\nSIMD128 peak (one core, wasmtime): {peak:.1f} GFLOP/s")
     for r in result["rows"]:
         if "gflops" in r:
             g = ", ".join(f"{LABELS[s]} {v:.1f}" for s, v in r["gflops"].items())

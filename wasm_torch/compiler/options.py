@@ -40,11 +40,13 @@ class CompileOptions:
     model_opt: Literal["-Os", "-O2", "-O3"] = "-Os"
     kernel_opt: Literal["-O2", "-O3"] = "-O3"
     # Build variants beside the plain SIMD128 model.wasm (build/variants.py), chosen at load time by
-    # the engine's features: a shared-memory build for intra-op threads (results bit-identical to
-    # model.wasm), and a relaxed-SIMD build (fused multiply-add; results within the validation
-    # tolerance, not bit-identical). Both on by default; off saves their build time and bytes.
+    # the engine's features. threads: a shared-memory build for intra-op threads (results
+    # bit-identical to model.wasm). relaxed: a relaxed-SIMD build (fused multiply-add in the register
+    # tiles; results within the validation tolerance, not bit-identical) — off by default because on
+    # the machines measured (AMD Zen: FMA and mul + add have the same peak) it ran 5-30% SLOWER in
+    # wasmtime and Chromium than plain SIMD128 (docs/compiler.md "Relaxed SIMD"); the autotuner tries it.
     threads: bool = True
-    relaxed: bool = True
+    relaxed: bool = False
 
     def __post_init__(self) -> None:
         passes = tuple(self.passes)

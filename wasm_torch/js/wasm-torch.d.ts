@@ -22,13 +22,27 @@ export interface Manifest {
 }
 export interface Output { data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array; shape: number[]; dtype: DType }
 export interface Bytes { manifest: number; wasm: number; weights: number }
-export interface LoadOptions { verify?: boolean; fetch?: typeof fetch; memoryLimit?: number }
+export interface LoadOptions {
+  verify?: boolean; fetch?: typeof fetch; memoryLimit?: number;
+  /** intra-op threads (default: the cores, at most 8); falls back to 1 with a console warning where threads cannot run */
+  threads?: number;
+  /** "auto" (fastest the engine supports), "simd128" (bit-identical to model.wasm everywhere) or a build's name */
+  variant?: string;
+  /** URL of wasm-torch-helper.mjs (default: next to wasm-torch-pool.mjs) */
+  helperUrl?: string | URL;
+}
+export interface VariantSpec { name: string; file: string; features: string[]; threads: boolean; deterministic: boolean; stack_bytes: number; max_threads: number }
+export interface ThreadStats { threads: number; chunks: number[]; jobs: number }
 export interface RunOptions { shapes?: Record<string, number[]>; copy?: boolean }
 export interface Stats {
   calls: number; totalMs: number; lastMs: number; meanMs: number;
   memoryBytes: number; weightsBytes: number; arenaBytes: number; loadMs: number; bytes: Bytes;
+  variant: string; threads: number;
 }
-export interface Parts { manifest: Manifest; module: WebAssembly.Module; weights: Uint8Array; base: string; bytes: Bytes; fetchMs: number }
+export interface Parts {
+  manifest: Manifest; module: WebAssembly.Module; weights: Uint8Array; base: string; bytes: Bytes; fetchMs: number;
+  variant: VariantSpec; threads: number; heapBase: number | null;
+}
 
 export class WasmTorchError extends Error {}
 export class ArtifactError extends WasmTorchError {}
@@ -37,6 +51,7 @@ export class InputError extends WasmTorchError {}
 export class MemoryLimitError extends WasmTorchError {}
 export class TrapError extends WasmTorchError {}
 export class UnsupportedError extends WasmTorchError {}
+export class ThreadsError extends WasmTorchError {}
 
 export const FORMAT: "wasm-torch/1";
 export const DTYPES: Record<DType, { new (buf: ArrayBufferLike, off: number, len: number): Output["data"] }>;
@@ -63,15 +78,25 @@ export class WasmTorch {
   run(inputs: Record<string, InputValue>, opts?: RunOptions): Promise<Record<string, Output>>;
   runSync(inputs: Record<string, InputValue>, opts?: RunOptions): Record<string, Output>;
   stats(): Stats;
+  /** intra-op threads running each call, and the build */
+  readonly threads: number;
+  readonly variant: string;
+  threadStats(clear?: boolean): ThreadStats;
+  close(): void;
 }
 export interface WorkerOptions extends LoadOptions { workers?: number; workerUrl?: string | URL }
+/** One worker with intra-op threads (`threads`), or `workers` single-threaded instances. */
 /** A model in Web Workers: same run() contract, never blocks the page. */
 export class WorkerModel {
   readonly manifest: Manifest;
   readonly name: string;
   readonly inputs: TensorSpec[];
   readonly outputs: TensorSpec[];
-  readonly threads: number;
+  /** independent instances (parallel runs) */
+  readonly workers: number;
+  /** intra-op threads per worker */
+  threads: number;
+  variant: string;
   readonly shared: boolean;
   readonly isolated: boolean;
   bytes: Bytes;
@@ -80,6 +105,7 @@ export class WorkerModel {
   workerResources: [string, number][];
   run(inputs: Record<string, InputValue>, opts?: RunOptions): Promise<Record<string, Output>>;
   stats(): Promise<Stats[]>;
+  threadStats(clear?: boolean): Promise<ThreadStats[]>;
   terminate(): void;
 }
 export function loadInWorker(src: string | URL, opts?: WorkerOptions): Promise<WorkerModel | WasmTorch>;

@@ -10,6 +10,7 @@ nodes, validate replicas by hash, and pay in credits kept in a CRDT ledger (docs
     jobs.py        artifacts and jobs (server side)      scheduler.py leases, results, settlement
     coordinator.py the FastAPI app                       node.py      the Python node
     client.py      HTTP with retries                     submit.py    submit / watch / fetch a job
+    sim.py         seeded simulation of validation and credit at scale (bench/net_sim.py)
     cli.py         `wasm-torch coordinator | node | ledger | job`
     web/           browser node page + worker, coordinator progress page
 

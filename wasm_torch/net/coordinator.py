@@ -13,7 +13,7 @@ Routes (every POST except the artifact upload is a signed envelope, wire.py):
     POST /v1/tasks/result           {assignment, task, hash, units, outputs}
     POST /v1/tasks/fail             {assignment, reason}   the node cannot run it (limits, trust)
     POST /v1/artifacts              {"files": {name: base64}}  signed artifact upload (self-authenticating)
-    GET  /v1/artifacts/{sha}/{file}
+    GET  /v1/artifacts/{sha} | /v1/artifacts/{sha}/{file}   file list | one file
     POST /v1/jobs                   {pubkey, artifact, tasks, priority}
     GET  /v1/jobs/{id} | /v1/jobs/{id}/outputs?start=&limit=
     GET  /v1/ledger/root | /v1/ledger/balance/{account} | /v1/ledger/entries?issuer=&after=&limit=
@@ -61,6 +61,7 @@ log = logging.getLogger("wasm_torch.net")
 WEB = Path(__file__).resolve().parent / "web"
 JS = Path(__file__).resolve().parents[1] / "js"
 WEB_FILES = {"node.html", "node.mjs", "node-worker.mjs", "tensors.mjs", "status.html"}
+STATUS_NODES = 200
 JS_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}\.mjs$")  # the JS runtime's modules (wasm_torch/js)
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -203,7 +204,10 @@ class Coordinator:
         with self.store.engine.connect() as conn:
             job_ids = conn.execute(sa.select(db.jobs.c.id).order_by(db.jobs.c.created_ms.desc()).limit(20)).scalars()
             job_ids = list(job_ids)
-            rows = conn.execute(sa.select(db.nodes).order_by(db.nodes.c.created_ms)).all()
+            n_nodes = conn.execute(sa.select(sa.func.count()).select_from(db.nodes)).scalar()
+            rows = conn.execute(  # the page shows the nodes seen most recently
+                sa.select(db.nodes).order_by(db.nodes.c.last_seen_ms.desc()).limit(STATUS_NODES)
+            ).all()
         nodes = []
         for n in rows:
             acct = led.account(n.id)
@@ -218,7 +222,8 @@ class Coordinator:
                       "equivocations": len(led.equivocations)}  # fmt: skip
         return {
             "coordinator": self.id, "now_ms": now_ms(), "params_version": self.store.params_version,
-            "jobs": [self.catalog.job_status(j) for j in job_ids], "nodes": nodes, "ledger": ledger,
+            "jobs": [self.catalog.job_status(j) for j in job_ids], "nodes": nodes, "nodes_total": n_nodes,
+            "ledger": ledger,
             "rejected": dict(self.scheduler.rejected), "peers": self.gossip.peer_stats(),
         }  # fmt: skip
 

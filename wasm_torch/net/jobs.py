@@ -32,6 +32,7 @@ from .wire import now_ms
 from .work import bind_shapes, has_work, output_shapes, pinned_build, work_units
 
 MAX_FILES = 16
+OUTPUT_PAGE_BYTES = 16 * 1024 * 1024
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -218,11 +219,11 @@ class Catalog:
                 sa.select(t.idx, t.status, t.canonical, t.outputs)
                 .where((t.job == job_id) & (t.idx >= start)).order_by(t.idx).limit(limit)
             ).all()  # fmt: skip
-        return {
-            "job": job_id,
-            "tasks": [
-                {"idx": r.idx, "status": r.status, "hash": r.canonical,
-                 "outputs": json.loads(r.outputs) if r.outputs else None}
-                for r in rows
-            ],
-        }  # fmt: skip
+        page, size = [], 0
+        for r in rows:  # at most OUTPUT_PAGE_BYTES of outputs per answer (always at least one task)
+            size += len(r.outputs or b"")
+            if page and size > OUTPUT_PAGE_BYTES:
+                break
+            page.append({"idx": r.idx, "status": r.status, "hash": r.canonical,
+                         "outputs": json.loads(r.outputs) if r.outputs else None})  # fmt: skip
+        return {"job": job_id, "tasks": page}

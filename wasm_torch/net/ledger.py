@@ -198,7 +198,7 @@ class Ledger:
         """Store an entry (verifying its issuer signature); True when it was new."""
         if verify:
             self.verify(entry)
-        top = len(self.trees[entry.issuer].levels[0]) if entry.issuer in self.trees else 0
+        top = self.trees[entry.issuer].width if entry.issuer in self.trees else 0
         if entry.seq > top + MAX_AHEAD:
             raise BadEntry(
                 f"ledger entry {entry.issuer}#{entry.seq} is more than {MAX_AHEAD:,} past the highest seq held "
@@ -308,8 +308,9 @@ class Ledger:
         return self.reservations.get((issuer, account, ref), 0)
 
     def next_seq(self, issuer: str) -> int:
-        by_seq = self.entries.get(issuer)
-        return (max(by_seq) if by_seq else 0) + 1
+        """One past the highest seq held from `issuer` (O(1): the tree's width is that seq)."""
+        tree = self.trees.get(issuer)
+        return (tree.width if tree else 0) + 1
 
     def root(self) -> str:
         if self._root is None:
@@ -333,7 +334,7 @@ class Ledger:
         for issuer in sorted(self.entries):
             by_seq = self.entries[issuer]
             t = theirs.get(issuer)
-            top = max(by_seq) if by_seq else 0
+            top = self.trees[issuer].width if issuer in self.trees else 0
             if t is None:
                 send: Iterable[int] = range(1, top + 1)
             else:

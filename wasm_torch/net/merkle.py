@@ -57,6 +57,11 @@ class MerkleLog:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def width(self) -> int:
+        """The highest seq the tree has a position for (= the highest seq ever put)."""
+        return len(self.levels[0])
+
     def put(self, seq: int, entry_hash: bytes) -> None:
         """Insert or replace the entry at `seq` (>= 1)."""
         i = seq - 1

@@ -70,6 +70,7 @@ class WasmModule:
         keyring: Any = None,
         name: str | None = None,
         releases: Any = None,
+        stateful: bool = False,
     ):
         t0 = time.perf_counter()
         self.path = Path(path)
@@ -114,6 +115,15 @@ class WasmModule:
         self._sym_index = {s.name: k for k, s in enumerate(m.symbols)}
         self._calls, self._total_s, self._last_s = 0, 0.0, 0.0
         self._fuel_last = self._fuel_total = 0
+        # A stateful artifact (a text generator's KV cache: the manifest's `state`) keeps those arena
+        # bytes between calls. Loaded without stateful=True (a plain `load`, a server's pool), each
+        # call starts from zeroed state: calls stay pure functions of their inputs, and none can read
+        # what an earlier call (another client's) left there. wasm_torch.generate passes stateful=True.
+        self.stateful = bool(stateful)
+        self._state_spans = [] if stateful else [
+            (t["offset"], math.prod(int(d) for d in t["shape"]) * np.dtype(t["dtype"]).itemsize)
+            for t in m.raw.get("state", [])
+        ]
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     # ---- views of linear memory ------------------------------------------------------------------
@@ -127,6 +137,13 @@ class WasmModule:
                 f"({self._arena_end - self.A:,} bytes): it is inconsistent. Recompile the model."
             )
         return np.frombuffer(self._buf, dt, count, start).reshape(shape)
+
+    def arena_view(self, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A view of linear memory at byte `offset` of the arena (e.g. a generator's KV cache, the
+        manifest's `state`); bounds-checked, valid until the next call changes it."""
+        if int(offset) < 0:
+            raise ArtifactError(f"{self.name}: arena offset {offset} is negative")
+        return self._view(TensorSpec("arena", dtype, tuple(shape), int(offset)), tuple(shape))
 
     def _bind(self, arrays: list[np.ndarray]) -> dict[str, int]:
         syms: dict[str, int] = {}
@@ -201,6 +218,8 @@ class WasmModule:
     def _call(self, args: list[Any], copy: bool) -> list[np.ndarray]:
         arrays = [self._coerce(s, a) for s, a in zip(self.inputs, args, strict=True)]
         syms = self._bind(arrays)
+        for off, n in self._state_spans:  # schema-checked: inside the arena (see __init__)
+            ctypes.memset(ctypes.addressof(self._buf) + self.A + off, 0, n)
         for spec, arr in zip(self.inputs, arrays, strict=True):
             np.copyto(self._view(spec, arr.shape), arr, casting="unsafe")
         self._args[0].i32 = self.W  # the call writes its result into slot 0, so set every arg each time

@@ -30,17 +30,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wasm_torch.serve import schemas
 from wasm_torch.serve.clock import Clock, monotonic
-from wasm_torch.serve.errors import RequestError
+from wasm_torch.serve.errors import RequestError, classify
+from wasm_torch.serve.generation import GenerationSettings, install_generation
 from wasm_torch.serve.handler import MODEL_VERSION, Server, error_response, json_response, read_body
 from wasm_torch.serve.healing import Orchestrator
 from wasm_torch.serve.learning import start_learning
-from wasm_torch.serve.metrics import Metrics
+from wasm_torch.serve.metrics import Metrics, merge_expositions
 from wasm_torch.serve.protocol import loads_strict, tensor_metadata
 from wasm_torch.serve.registry import ModelSource, Registry
+from wasm_torch.serve.repository import RepositoryWatcher
 from wasm_torch.serve.seams import ModelRegistry
-from wasm_torch.serve.settings import ServeSettings
+from wasm_torch.serve.settings import ServeSettings, SettingsError
 
 SERVER_NAME = "wasm-torch"
+# What `GET /v2` (and gRPC ServerMetadata) lists: the binary tensor data extension, the model
+# repository (index, load, unload), Prometheus metrics and per-model statistics.
+EXTENSIONS = ("binary_tensor_data", "model_repository", "metrics", "statistics")
 __all__ = ["MODEL_VERSION", "SERVER_NAME", "Server", "build_app", "create_app"]
 
 
@@ -50,12 +55,21 @@ def create_app(
     *,
     clock: Clock = monotonic,
     seed: int | None = None,
+    generation: GenerationSettings | None = None,
 ) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = Metrics()
     registry = Registry(models, settings, metrics, clock, seed)
     healer = Orchestrator(list(registry.pools.values()), metrics) if settings.healing else None
-    return build_app(registry, settings, metrics, clock=clock, healer=healer)
+    if healer is not None:
+        registry.on_swap = healer.follow  # a reloaded model's new pool is healed, the old one forgotten
+    watcher = None
+    if settings.model_control == "poll":
+        if registry.root is None:
+            registry.close()
+            raise SettingsError("model_control='poll' needs a repository folder, not a dict of models")
+        watcher = RepositoryWatcher(registry, settings.repository_poll_s)
+    return build_app(registry, settings, metrics, clock=clock, healer=healer, watcher=watcher, generation=generation)
 
 
 def build_app(
@@ -65,25 +79,41 @@ def build_app(
     *,
     clock: Clock = monotonic,
     healer: Orchestrator | None = None,
+    watcher: RepositoryWatcher | None = None,
+    generation: GenerationSettings | None = None,
 ) -> FastAPI:
     """The routes over a registry: `create_app` passes its in-process `Registry` (and the healer
-    of its pools); the Ray Serve ingress (`ray/ingress.py`) passes one whose pools forward to Ray
-    deployments, which heal themselves."""
+    of its pools, and the repository watcher in poll mode); the Ray Serve ingress
+    (`ray/ingress.py`) passes one whose pools forward to Ray deployments, which heal themselves.
+    With `settings.grpc_port`, the KServe v2 gRPC service (`grpc/service.py`) runs on that port
+    in the same event loop, over the same `Server`: pools, guard, auth, limits, metrics, audit."""
     server = Server(registry, settings, metrics, clock, healer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from wasm_torch.serve.grpc.service import start_grpc  # grpcio only when gRPC is on
+
+            grpc_server = await start_grpc(server, settings.grpc_host, settings.grpc_port)
         if server.healer is not None:
             server.healer.start(settings.healing_interval_s)
+        if watcher is not None:
+            watcher.start()
         learning = start_learning(server, settings)  # serve/learning.py: None unless settings.learn_memory
         try:
             yield
         finally:
             if learning is not None:
                 learning.stop()
+            if watcher is not None:
+                watcher.stop()
+            if grpc_server is not None:
+                await grpc_server.stop(grace=2.0)
             if server.healer is not None:
                 server.healer.stop()
             server.registry.close()
+            generate.close()
 
     app = FastAPI(
         title="wasm-torch inference server",
@@ -95,6 +125,7 @@ def build_app(
         openapi_url=None,
     )
     app.state.server = server
+    generate = install_generation(app, server, generation)  # text generators: serve/generation.py
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -110,7 +141,7 @@ def build_app(
 
     @app.get("/v2", response_model=schemas.ServerMetadata, tags=["v2"])
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": []})
+        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)})
 
     @app.get("/v2/health/live", response_model=schemas.Live, tags=["v2"])
     async def live() -> Response:
@@ -158,9 +189,7 @@ def build_app(
         try:
             server.admit(request)
             pool = server.registry.get(name)
-            return json_response(
-                {"name": name, **pool.describe(), "anomaly": server.scorers[name].describe()}
-            )
+            return json_response({"name": name, **pool.describe(), "anomaly": server.scorer(name).describe()})
         except Exception as exc:
             return error_response(exc)
 
@@ -196,25 +225,47 @@ def build_app(
         """KServe model-repository index: every model with its state; refused ones with the reason."""
         try:
             server.admit(request)
-            raw = await read_body(request, 4096)
-            doc = loads_strict(raw, settings.max_json_depth) if raw.strip() else {}
-            if (
-                not isinstance(doc, dict)
-                or set(doc) - {"ready"}
-                or not isinstance(doc.get("ready", False), bool)
-            ):
+            doc = await small_json(request)
+            if set(doc) - {"ready", "repository_name"} or not isinstance(doc.get("ready", False), bool):
                 raise RequestError('the index request body is {} or {"ready": true|false}')
             only_ready = doc.get("ready", False)
         except Exception as exc:
             return error_response(exc)
-        states = {n: ("READY" if p.ready else "UNAVAILABLE", "") for n, p in server.registry.pools.items()}
-        states.update({n: ("UNAVAILABLE", why) for n, why in server.registry.refused.items()})
-        rows = [
-            {"name": n, "version": MODEL_VERSION, "state": state, "reason": why}
-            for n, (state, why) in sorted(states.items())
-            if state == "READY" or not only_ready
-        ]
-        return json_response(rows)
+        return json_response([row for row in server.registry.index() if row["state"] == "READY" or not only_ready])
+
+    async def repository_action(request: Request, name: str, action: str) -> Response:
+        client = "?"
+        try:
+            client = server.admit(request)
+            doc = await small_json(request)
+            if set(doc) - {"parameters", "repository_name"}:
+                raise RequestError(f"the {action} request body is {{}} or {{\"parameters\": {{}}}}")
+            check_repository_parameters(action, doc.get("parameters"))
+            outcome = await server.repository_action(client, name, action)
+            response = json_response({})
+        except Exception as exc:
+            outcome = classify(exc)[1]
+            response = error_response(exc)
+        server.audit_repository(client, action, name, response.status_code, outcome)
+        return response
+
+    async def load_model(request: Request, name: str) -> Response:
+        """Load or reload a model from its folder in the repository, under the signing policy."""
+        return await repository_action(request, name, "load")
+
+    async def unload_model(request: Request, name: str) -> Response:
+        """Stop serving a model; requests in flight finish first."""
+        return await repository_action(request, name, "unload")
+
+    app.add_api_route("/v2/repository/models/{name}/load", load_model, methods=["POST"], tags=["extensions"])
+    app.add_api_route("/v2/repository/models/{name}/unload", unload_model, methods=["POST"], tags=["extensions"])
+
+    async def small_json(request: Request) -> dict[str, Any]:
+        raw = await read_body(request, 4096)
+        doc = loads_strict(raw, settings.max_json_depth) if raw.strip() else {}
+        if not isinstance(doc, dict):
+            raise RequestError("the request body must be a JSON object")
+        return doc
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     async def prometheus(request: Request) -> Response:
@@ -222,9 +273,12 @@ def build_app(
             server.admit_unless(request, settings.open_metrics)
         except Exception as exc:
             return error_response(exc)
+        others = []
         for pool in server.registry.pools.values():
             pool.refresh_gauges()
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+            others += [({"ray_replica": tag}, text) for tag, text in pool.replica_metrics().items()]
+        body = merge_expositions(metrics.render(), others) if others else metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:  # built once, with the infer request schema injected
@@ -260,3 +314,23 @@ def _version() -> str:
         return version("wasm-torch")
     except Exception:  # running from a source tree
         return "0.1.0"
+
+
+def check_repository_parameters(action: str, params: Any) -> None:
+    """Load takes no parameters (Triton's `config` override and `file:` uploads are refused: the
+    artifact folder in the repository is the only source); unload takes `unload_dependents`
+    (a boolean; a wasm-torch model has no dependents)."""
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise RequestError("parameters must be an object")
+    allowed = {"unload_dependents"} if action == "unload" else set()
+    extra = sorted(str(k)[:40] for k in set(params) - allowed)
+    if extra:
+        raise RequestError(
+            f"{action} does not take parameter(s) {extra[:5]}: config overrides and uploaded model files are "
+            "not supported; put the artifact folder in the repository"
+        )
+    if not isinstance(params.get("unload_dependents", False), bool):
+        raise RequestError("parameters.unload_dependents must be a boolean")
+

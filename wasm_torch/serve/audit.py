@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wasm_torch.serve.errors import ServeError
+
+
+class AuditLogBroken(ServeError, ValueError):
+    """The audit log on disk fails its hash chain: the server refuses to extend it (start-up error)."""
+
 GENESIS = "0" * 64
 
 
@@ -33,7 +39,10 @@ class AuditLog:
         if self.path.exists() and self.path.stat().st_size:
             ok, count, last = verify_chain(self.path)
             if not ok:
-                raise ValueError(f"audit log {self.path} is broken at record {count}; refusing to extend it")
+                raise AuditLogBroken(
+                    f"audit log {self.path} is broken at record {count}; refusing to extend it "
+                    "(keep it as evidence and start a new log file)"
+                )
             self._prev, self._seq = last, count
 
     def append(self, event: str, **fields: Any) -> str:

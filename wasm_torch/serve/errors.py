@@ -55,8 +55,22 @@ class ClientGone(RequestError):
     Counted as 499 ("client closed request", as nginx does), never as a server error."""
 
 
+class UnsupportedEncoding(RequestError):
+    """A Content-Encoding other than identity, gzip or deflate (415)."""
+
+
 class Unauthorized(ServeError):
     pass
+
+
+class ModelControlOff(ServeError):
+    """Load/unload asked of a server whose model control is off (`--model-control none`) or that
+    cannot load models (Ray Serve): the server's configuration says no (403)."""
+
+
+class LoadRefused(ServeError):
+    """A model (re)load that failed: the artifact is malformed, tampered, unsigned under the
+    signing policy, ... (422). What was served before keeps serving."""
 
 
 class RateLimited(ServeError):
@@ -110,12 +124,15 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (ReadTimeout, 408, "read_timeout"),
     (ClientGone, 499, "client_disconnected"),
     (AnomalousInput, 422, "anomalous_input"),
+    (UnsupportedEncoding, 415, "unsupported_encoding"),
     (RequestError, 400, "bad_request"),
     (IndexOutOfRange, 400, "index_out_of_range"),  # a trap too, but the caller's data is what is wrong
     (InputError, 400, "bad_input"),
     (Unauthorized, 401, "unauthorized"),
     (ModelNotFound, 404, "model_not_found"),
     (ModelRefused, 503, "model_refused"),
+    (ModelControlOff, 403, "model_control_off"),
+    (LoadRefused, 422, "load_refused"),
     (RateLimited, 429, "rate_limited"),
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (FuelExhausted, 422, "fuel_exhausted"),

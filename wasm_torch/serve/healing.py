@@ -86,6 +86,16 @@ class Orchestrator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def follow(self, old: ModelPool | None, new: ModelPool | None) -> None:
+        """The registry swapped a model's pool (load, reload, unload): heal the new pool from a
+        fresh baseline and forget the old one (the list is replaced whole: `tick` may be iterating)."""
+        pools = [p for p in self.pools if p is not old and p is not new]
+        if new is not None:
+            for r in new.replicas:
+                self.health[(new.name, r.rid)] = ReplicaHealth()
+            pools.append(new)
+        self.pools = pools
+
     # --- detection --------------------------------------------------------------------------
     def signals(self, pool: ModelPool, rid: int, h: ReplicaHealth) -> dict[str, float]:
         r = pool.replicas[rid]

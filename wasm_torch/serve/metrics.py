@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -15,7 +19,19 @@ class Metrics:
         r = self.registry = registry or CollectorRegistry()
         p = "wasm_torch_"
         self.requests = Counter(
-            p + "inference_requests", "Inference requests by outcome", ["model", "code"], registry=r
+            p + "inference_requests",
+            "Inference requests by outcome: code is the HTTP status (for gRPC, the status its code maps to)",
+            ["model", "code", "protocol"],
+            registry=r,
+        )
+        self.grpc = Counter(
+            p + "grpc_requests", "gRPC calls by method and gRPC status code", ["method", "code"], registry=r
+        )
+        self.repository = Counter(
+            p + "repository_actions",
+            "Model repository actions (load, reload, unload) by outcome",
+            ["model", "action", "outcome"],
+            registry=r,
         )
         self.latency = Histogram(
             p + "inference_request_duration_seconds",
@@ -89,3 +105,26 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def merge_expositions(own: bytes, others: Iterable[tuple[Mapping[str, str], str]]) -> bytes:
+    """One Prometheus text exposition from this process's and others' (say, each Ray replica's
+    `/metrics`), every sample of an `other` labelled with its labels (`ray_replica="..."`).
+    Families of the same name are merged into one (two HELP/TYPE lines for a name is invalid)."""
+    families: dict[str, Metric] = {}
+    sources = [({}, own.decode()), *others]
+    for labels, text in sources:
+        for fam in text_string_to_metric_families(text):
+            into = families.get(fam.name)
+            if into is None:
+                into = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            into.samples.extend(s._replace(labels={**s.labels, **labels}) for s in fam.samples)
+
+    class Merged:
+        def collect(self) -> Iterator[Metric]:
+            yield from families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Merged())  # type: ignore[arg-type]
+    return generate_latest(registry)
+

@@ -190,6 +190,9 @@ class ModelPool:
                 self._reroute(job, exc)
         self.refresh_gauges()
 
+    def replica_metrics(self) -> dict[str, str]:
+        return {}  # in process: the replicas report into the app's own registry
+
     def refresh_gauges(self) -> None:
         for r in self.replicas:
             labels = (self.name, str(r.rid))

@@ -22,23 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wasm_torch.serve.binary import V2_NAMES, binary_sections, response_parts, split_body
 from wasm_torch.serve.errors import NonFiniteOutput, RequestError, ResponseTooLarge, ServeError
 
 log = logging.getLogger("wasm_torch.serve")
-V2_FROM_NUMPY = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
+V2_FROM_NUMPY = V2_NAMES  # numpy dtype name -> v2 datatype (the one table, in binary.py)
 NUMPY_FROM_V2 = {v: k for k, v in V2_FROM_NUMPY.items()}
 V2_DATATYPES = frozenset([*NUMPY_FROM_V2, "BYTES", "BF16"])
 MAX_ID_CHARS = 256
@@ -63,6 +51,8 @@ class InferRequest:
     id: str | None = None
     outputs: list[str] | None = None  # None = all outputs
     rows: int | None = None  # size of the shared symbolic first dim, if any
+    binary_outputs: frozenset[str] = frozenset()  # outputs to answer as binary data (REST extension)
+    binary_default: bool = False  # request-level `binary_data_output`: outputs not named follow it
 
 
 def tensor_metadata(spec: TensorSpecLike) -> dict[str, Any]:
@@ -121,10 +111,15 @@ def decode_request(
     outputs: Sequence[TensorSpecLike],
     max_elements: int,
     max_depth: int | None = None,
+    header_length: str | None = None,
 ) -> InferRequest:
-    """Bytes -> validated request, or RequestError. Never any other exception (see the module doc)."""
+    """Bytes -> validated request, or RequestError. Never any other exception (see the module doc).
+
+    `header_length` is the `Inference-Header-Content-Length` header of the binary tensor extension
+    (`binary.py`): the first that many bytes are the JSON header, the rest the inputs' raw bytes."""
     try:
-        return parse_infer_request(loads_strict(body, max_depth), inputs, outputs, max_elements)
+        head, tail = split_body(body, header_length)
+        return parse_infer_request(loads_strict(head, max_depth), inputs, outputs, max_elements, tail)
     except ServeError:
         raise
     except Exception as exc:  # a malformed request we had no specific message for: still a 400
@@ -142,14 +137,43 @@ def _check_keys(obj: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise RequestError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
-def _check_parameters(params: Any, where: str) -> None:
+# Parameters we act on, per place, with their type; every other key must hold a bool, number or
+# string (the protocol's parameter values) and is ignored, except the extensions we refuse by name.
+REQUEST_PARAMETERS: dict[str, type] = {"binary_data_output": bool}
+INPUT_PARAMETERS: dict[str, type] = {"binary_data_size": int}
+OUTPUT_PARAMETERS: dict[str, type] = {"binary_data": bool}
+UNSUPPORTED_PARAMETERS = {
+    "shared_memory_region": "the shared-memory extension is not supported; send the tensor in the request",
+    "shared_memory_byte_size": "the shared-memory extension is not supported; send the tensor in the request",
+    "shared_memory_offset": "the shared-memory extension is not supported; send the tensor in the request",
+    "classification": "the classification extension is not supported; request the raw output",
+}
+
+
+def _parameters(params: Any, where: str, known: Mapping[str, type]) -> dict[str, Any]:
+    """The known parameters of `params` (type-checked); unknown ones are checked and ignored."""
     if params is None:
-        return
+        return {}
     if not isinstance(params, dict):
         raise RequestError(f"{where}.parameters must be an object")
-    for key in ("binary_data", "binary_data_size", "binary_data_output"):
-        if params.get(key):
-            raise RequestError(f"{where}: the binary tensor extension is not supported; send JSON data")
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in UNSUPPORTED_PARAMETERS:
+            raise RequestError(f"{where}.parameters.{key}: {UNSUPPORTED_PARAMETERS[key]}")
+        if key in known:
+            want = known[key]
+            if type(value) is not want or (want is int and value < 0):
+                kind = "a boolean" if want is bool else "an integer >= 0"
+                raise RequestError(f"{where}.parameters.{key} must be {kind}, got {_shown(value)}")
+            out[key] = value
+        elif not isinstance(value, bool | int | float | str):
+            raise RequestError(f"{where}.parameters.{str(key)[:40]!r} must be a boolean, number or string")
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, bool | int | float | str) else type(value).__name__
+    return text[:40]
 
 
 def _shape(value: Any, where: str) -> list[int]:
@@ -212,12 +236,16 @@ def parse_infer_request(
     inputs: Sequence[TensorSpecLike],
     outputs: Sequence[TensorSpecLike],
     max_elements: int,
+    binary: bytes | memoryview | None = None,
 ) -> InferRequest:
-    """Validate a decoded v2 infer request against the model's specs; numpy arrays out."""
+    """Validate a decoded v2 infer request against the model's specs; numpy arrays out.
+
+    `binary` is the part of the body after the JSON header (binary tensor extension, `binary.py`):
+    inputs with `parameters.binary_data_size` take their bytes from it, in order, without a copy."""
     if not isinstance(payload, dict):
         raise RequestError("request body must be a JSON object")
     _check_keys(payload, {"id", "parameters", "inputs", "outputs"}, "request")
-    _check_parameters(payload.get("parameters"), "request")
+    params = _parameters(payload.get("parameters"), "request", REQUEST_PARAMETERS)
     rid = payload.get("id")
     if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID_CHARS):
         raise RequestError(f"request.id must be a string of at most {MAX_ID_CHARS} characters")
@@ -227,7 +255,7 @@ def parse_infer_request(
     specs = {s.name: s for s in inputs}
     if len(tensors) != len(specs):
         raise RequestError(f"the model takes {len(specs)} input(s) {list(specs)}, got {len(tensors)}")
-    declared: list[tuple[dict[str, Any], TensorSpecLike, list[int]]] = []
+    declared: list[tuple[dict[str, Any], TensorSpecLike, list[int], int | None]] = []
     symbols: dict[str, int] = {}
     total = 0
     for i, tensor in enumerate(tensors):
@@ -242,40 +270,87 @@ def parse_infer_request(
             raise RequestError(f"input {name!r} is given more than once")
         where = f"input {name!r}"
         spec = specs[name]
-        want = V2_FROM_NUMPY.get(spec.dtype)
-        datatype = tensor.get("datatype")
-        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
-            shown = datatype if isinstance(datatype, str) else type(datatype).__name__
-            raise RequestError(f"{where}.datatype must be a KServe v2 datatype, got {str(shown)[:40]!r}")
-        if datatype != want:
-            raise RequestError(f"{where}.datatype is {datatype} but the model expects {want}")
-        _check_parameters(tensor.get("parameters"), where)
-        if "data" not in tensor:
-            raise RequestError(f"{where}.data is required")
+        check_datatype(tensor.get("datatype"), spec, where)
+        size = _parameters(tensor.get("parameters"), where, INPUT_PARAMETERS).get("binary_data_size")
+        if size is not None and "data" in tensor:
+            raise RequestError(f"{where} has both data and parameters.binary_data_size; send one of them")
+        if size is None and "data" not in tensor:
+            raise RequestError(f"{where}.data is required (or parameters.binary_data_size with binary data)")
         shape = _shape(tensor.get("shape"), where)
         _match_shape(shape, spec, symbols, where)
         total += math.prod(shape)
         if total > max_elements:
             raise RequestError(f"request declares more than {max_elements} elements")
-        declared.append((tensor, spec, shape))
-    arrays = {
-        spec.name: _to_array(t["data"], shape, spec.dtype, f"input {spec.name!r}")
-        for t, spec, shape in declared
-    }
+        declared.append((tensor, spec, shape, size))
+    sections = binary_sections(
+        [(f"input {spec.name!r}", shape, spec.dtype, size) for _, spec, shape, size in declared], binary
+    )
+    arrays = {}
+    for tensor, spec, shape, size in declared:
+        where = f"input {spec.name!r}"
+        if size is None:
+            arrays[spec.name] = _to_array(tensor["data"], shape, spec.dtype, where)
+        else:
+            arrays[spec.name] = check_values(sections[where], spec.dtype, where)
     first = inputs[0].shape[0] if inputs[0].shape else None
     rows = symbols.get(first) if isinstance(first, str) else None
-    return InferRequest(arrays, rid, _requested_outputs(payload.get("outputs"), outputs), rows)
+    wanted, binary_named = _requested_outputs(payload.get("outputs"), outputs)
+    default = params.get("binary_data_output", False)
+    names = wanted if wanted is not None else [o.name for o in outputs]
+    as_binary = frozenset(n for n in names if binary_named.get(n, default))
+    return InferRequest(arrays, rid, wanted, rows, as_binary, default)
 
 
-def _requested_outputs(value: Any, outputs: Sequence[TensorSpecLike]) -> list[str] | None:
+def check_datatype(datatype: Any, spec: TensorSpecLike, where: str) -> None:
+    """The request's datatype string is a v2 datatype and the model's (also used by gRPC)."""
+    want = V2_FROM_NUMPY.get(spec.dtype)
+    if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
+        shown = datatype if isinstance(datatype, str) else type(datatype).__name__
+        raise RequestError(f"{where}.datatype must be a KServe v2 datatype, got {str(shown)[:40]!r}")
+    if datatype != want:
+        raise RequestError(f"{where}.datatype is {datatype} but the model expects {want}")
+
+
+def match_shapes(
+    shapes: Sequence[tuple[TensorSpecLike, list[int]]], max_elements: int
+) -> dict[str, int]:
+    """Ranks, fixed dims, consistent symbolic dims and the element budget of declared shapes
+    (before any data is touched); returns the symbols' values."""
+    symbols: dict[str, int] = {}
+    total = 0
+    for spec, shape in shapes:
+        where = f"input {spec.name!r}"
+        _match_shape(_shape(shape, where), spec, symbols, where)
+        total += math.prod(shape)
+        if total > max_elements:
+            raise RequestError(f"request declares more than {max_elements} elements")
+    return symbols
+
+
+def check_values(arr: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """Raw tensor bytes already viewed as `dtype`: the value checks JSON data gets while parsing
+    (floats finite; booleans 0 or 1). Returns `arr` itself: no copy."""
+    kind = np.dtype(dtype).kind
+    if kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise RequestError(f"{where} has values that are not finite in {V2_FROM_NUMPY[dtype]}")
+    if kind == "b" and arr.size and arr.view(np.uint8).max() > 1:
+        raise RequestError(f"{where} has BOOL bytes other than 0 and 1")
+    return arr
+
+
+def _requested_outputs(
+    value: Any, outputs: Sequence[TensorSpecLike]
+) -> tuple[list[str] | None, dict[str, bool]]:
+    """(names, or None for all; each named output's `binary_data` parameter where given)."""
     if value is None:
-        return None
+        return None, {}
     names = [o.name for o in outputs]
     if not isinstance(value, list):
         raise RequestError("request.outputs must be a list")
     if len(value) > len(names):
         raise RequestError(f"request.outputs lists {len(value)} outputs; the model has {len(names)}: {names}")
     wanted: list[str] = []
+    binary: dict[str, bool] = {}
     for i, item in enumerate(value):
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or name not in names:
@@ -283,9 +358,11 @@ def _requested_outputs(value: Any, outputs: Sequence[TensorSpecLike]) -> list[st
         if name in wanted:
             raise RequestError(f"output {name!r} is requested more than once")
         _check_keys(item, {"name", "parameters"}, f"outputs[{i}]")
-        _check_parameters(item.get("parameters"), f"outputs[{i}]")
+        flag = _parameters(item.get("parameters"), f"outputs[{i}]", OUTPUT_PARAMETERS).get("binary_data")
+        if flag is not None:
+            binary[name] = flag
         wanted.append(name)
-    return wanted
+    return wanted, binary
 
 
 # Longest JSON text of one element per numpy kind, plus its comma: a float is at most
@@ -293,28 +370,36 @@ def _requested_outputs(value: Any, outputs: Sequence[TensorSpecLike]) -> list[st
 _CHARS = {"f": 25, "i": 21, "u": 21, "b": 6}
 
 
-def response_bytes_bound(results: Mapping[str, np.ndarray], wanted: list[str] | None) -> int:
-    """An upper bound on the JSON size of the answer, computed from shapes alone (no encoding)."""
+def response_bytes_bound(
+    results: Mapping[str, np.ndarray], wanted: list[str] | None, binary: frozenset[str] = frozenset()
+) -> int:
+    """An upper bound on the size of the answer, computed from shapes alone (no encoding): JSON
+    text for the outputs sent as JSON, their exact byte size for the outputs sent as binary."""
     names = wanted if wanted is not None else list(results)
-    return (
-        256
-        + 6 * MAX_ID_CHARS
-        + sum(
-            200
-            + 12 * np.ndim(results[n])
-            + _CHARS.get(np.asarray(results[n]).dtype.kind, 32) * np.size(results[n])
-            for n in names
-        )
-    )
+
+    def body(n: str) -> int:
+        arr = np.asarray(results[n])
+        if n in binary:
+            return arr.nbytes + 32
+        return _CHARS.get(arr.dtype.kind, 32) * arr.size
+
+    return 256 + 6 * MAX_ID_CHARS + sum(200 + 12 * np.ndim(results[n]) + body(n) for n in names)
 
 
-def check_response_size(results: Mapping[str, np.ndarray], wanted: list[str] | None, limit: int) -> int:
+def check_response_size(
+    results: Mapping[str, np.ndarray],
+    wanted: list[str] | None,
+    limit: int,
+    binary: frozenset[str] = frozenset(),
+) -> int:
     """The size bound, or ResponseTooLarge before any of it is encoded."""
-    bound = response_bytes_bound(results, wanted)
+    bound = response_bytes_bound(results, wanted, binary)
     if bound > limit:
+        what = "bytes" if binary else "bytes of JSON"
         raise ResponseTooLarge(
-            f"the answer could be up to {bound:,} bytes of JSON, over the {limit:,}-byte response limit; "
+            f"the answer could be up to {bound:,} {what}, over the {limit:,}-byte response limit; "
             "send fewer rows, or request fewer outputs with 'outputs'"
+            + ("" if binary else ", or ask for binary outputs (binary_data_output)")
         )
     return bound
 
@@ -375,3 +460,25 @@ def encode_response(
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+
+
+def encode_binary_response(
+    model: str,
+    version: str,
+    request_id: str | None,
+    results: Mapping[str, np.ndarray],
+    wanted: list[str] | None,
+    binary: frozenset[str],
+) -> tuple[bytes, int]:
+    """The answer with the outputs in `binary` as raw bytes after the JSON header (binary tensor
+    extension): (body, JSON header length for `Inference-Header-Content-Length`). Outputs sent as
+    binary may hold NaN/Inf (raw floats carry them); outputs sent as JSON may not."""
+    head: dict[str, Any] = {"model_name": model, "model_version": version}
+    if request_id is not None:
+        head["id"] = request_id
+    names = wanted if wanted is not None else list(results)
+    parts, header_length = response_parts(
+        head, results, names, binary, lambda name, arr: _finite(name, arr).ravel().tolist()
+    )
+    return b"".join(parts), header_length
+

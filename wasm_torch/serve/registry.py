@@ -22,14 +22,18 @@ import logging
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from wasm_torch.errors import ArtifactError, ExecutionError
 from wasm_torch.serve.cascade import CASCADE_FILE, cascade_factory
 from wasm_torch.serve.clock import Clock, monotonic
-from wasm_torch.serve.errors import ModelNotFound, ModelRefused
+from wasm_torch.serve.errors import LoadRefused, ModelNotFound, ModelRefused
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.pool import ModelPool
 from wasm_torch.serve.seams import ServedModel
@@ -143,6 +147,15 @@ def as_factory(
 
 
 class Registry:
+    """The served models: a pool per model, the refused ones with the reason, and the model
+    repository actions (load, reload, unload; `repository.py` polls the folder for changes).
+
+    Leases keep every request's pool alive: a request takes a lease on its model's pool when it
+    starts (`lease`); a reload or unload swaps the pool in `pools` at once (new requests go to the
+    new pool, or get 404) and closes the old one only when its last lease is returned, so no
+    request in flight is dropped.
+    """
+
     def __init__(
         self,
         models: str | os.PathLike[str] | Mapping[str, ModelSource],
@@ -151,21 +164,26 @@ class Registry:
         clock: Clock = monotonic,
         seed: int | None = None,
     ) -> None:
-        sources: Mapping[str, ModelSource] = (
-            discover(models) if isinstance(models, str | os.PathLike) else models
-        )
+        self.root = Path(models) if isinstance(models, str | os.PathLike) else None
+        self.sources: dict[str, ModelSource] = dict(discover(models) if self.root is not None else models)  # type: ignore[arg-type]
+        self.settings, self.metrics, self.clock, self.seed = settings, metrics, clock, seed
         self.pools: dict[str, ModelPool] = {}
         self.refused: dict[str, str] = {}  # name -> why the model was not loaded
+        self.unloaded: dict[str, str] = {}  # name -> why it is not served (unloaded on request, removed)
+        self.notes: dict[str, str] = {}  # name -> a note on a served model (its last reload was refused)
+        self.on_swap: Callable[[ModelPool | None, ModelPool | None], None] | None = None  # the healer
+        self._leases: Counter[ModelPool] = Counter()
+        self._retiring: list[ModelPool] = []
+        self._lock = threading.Condition()
+        self._load_lock = threading.Lock()  # one load/unload at a time
+        self._loads = 0  # pools made so far: seeds each pool's balancer
         try:
             integrity_options(settings)  # a bad --trust/--keyring stops the server, not one model
-            for i, (name, source) in enumerate(sources.items()):
+            for name, source in self.sources.items():
                 if not NAME_RE.match(name):
                     raise ValueError(f"invalid model name {name!r}")
                 try:
-                    factory, first, cap = as_factory(source, settings)
-                    s = settings if cap is None else settings.with_(replicas=min(cap, settings.replicas))
-                    rng = random.Random(None if seed is None else seed + i)
-                    self.pools[name] = ModelPool(name, factory, s, metrics, clock, rng, first_instance=first)
+                    self.pools[name] = self._make_pool(name, source)
                 except Exception as e:
                     if not isinstance(source, str | os.PathLike) and not isinstance(e, LOAD_ERRORS):
                         raise  # a Python model or factory that fails this way is a bug, not bad data
@@ -175,20 +193,153 @@ class Registry:
             self.close()
             raise
 
+    def _make_pool(self, name: str, source: ModelSource) -> ModelPool:
+        settings = self.settings.for_model(name)
+        factory, first, cap = as_factory(source, settings)
+        if cap is not None:
+            settings = settings.with_(replicas=min(cap, settings.replicas))
+        rng = random.Random(None if self.seed is None else self.seed + self._loads)
+        self._loads += 1
+        return ModelPool(name, factory, settings, self.metrics, self.clock, rng, first_instance=first)
+
+    # --- lookups -----------------------------------------------------------------------------
     def get(self, name: str) -> ModelPool:
         pool = self.pools.get(name)
         if pool is None and name in self.refused:
             raise ModelRefused(f"model {name!r} was refused at load: {self.refused[name]}")
+        if pool is None and name in self.unloaded:
+            raise ModelNotFound(f"model {name!r} is not loaded ({self.unloaded[name]}); load it first")
         if pool is None:
             raise model_not_found(name, self.pools)
         return pool
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[ModelPool]:
+        """The model's pool, kept open until the block ends (even if it is reloaded or unloaded)."""
+        with self._lock:
+            pool = self.get(name)
+            self._leases[pool] += 1
+        try:
+            yield pool
+        finally:
+            with self._lock:
+                self._leases[pool] -= 1
+                if self._leases[pool] <= 0:
+                    del self._leases[pool]
+                    self._lock.notify_all()
 
     @property
     def ready(self) -> bool:
         return bool(self.pools) and all(p.ready for p in self.pools.values())
 
+    def index(self) -> list[dict[str, str]]:
+        """The repository index: every model we know of, READY or UNAVAILABLE with the reason."""
+        rows = {n: ("READY" if p.ready else "UNAVAILABLE", self.notes.get(n, "")) for n, p in self.pools.items()}
+        rows.update({n: ("UNAVAILABLE", why) for n, why in self.unloaded.items()})
+        rows.update({n: ("UNAVAILABLE", why) for n, why in self.refused.items()})
+        if self.root is not None:  # folders in the repository that were never loaded (poll mode is off)
+            for name in self.on_disk():
+                rows.setdefault(name, ("UNAVAILABLE", "not loaded"))
+        return [
+            {"name": n, "version": "1", "state": state, "reason": why} for n, (state, why) in sorted(rows.items())
+        ]
+
+    # --- repository actions -------------------------------------------------------------------
+    def on_disk(self) -> dict[str, Path]:
+        if self.root is None or not self.root.is_dir():
+            return {}
+        if is_artifact(self.root):
+            return {self.root.resolve().name: self.root}
+        return {p.name: p for p in sorted(self.root.iterdir()) if NAME_RE.match(p.name) and is_artifact(p)}
+
+    def source(self, name: str) -> ModelSource:
+        """Where model `name` loads from: its folder in the repository (looked up among the
+        folder's entries by name, never joined as a path), or the source it was given as."""
+        if self.root is not None:
+            found = self.on_disk().get(name)
+            if found is None:
+                raise model_not_found(name, self.on_disk())
+            return found
+        if name not in self.sources:
+            raise model_not_found(name, self.sources)
+        return self.sources[name]
+
+    def load(self, name: str) -> str:
+        """Load (or reload) model `name` under the signing policy; "loaded" or "reloaded". While a
+        new pool is made the old one keeps serving; if the artifact is refused, the old one stays."""
+        with self._load_lock:
+            source = self.source(name)
+            old = self.pools.get(name)
+            action = "reload" if old is not None else "load"
+            try:
+                pool = self._make_pool(name, source)
+            except Exception as e:
+                if not isinstance(source, str | os.PathLike) and not isinstance(e, LOAD_ERRORS):
+                    raise
+                why = public_reason(e, source)
+                self.metrics.repository.labels(name, action, "refused").inc()
+                if old is None:
+                    self.refused[name] = why
+                    self.unloaded.pop(name, None)
+                    raise LoadRefused(f"model {name!r} was refused at load: {why}") from None
+                self.notes[name] = f"serving the previous version: the last reload was refused: {why}"
+                raise LoadRefused(
+                    f"model {name!r} was not reloaded (the previous version keeps serving): {why}"
+                ) from None
+            with self._lock:
+                self.pools[name] = pool
+                self.sources[name] = source
+                for table in (self.refused, self.unloaded, self.notes):
+                    table.pop(name, None)
+            self._swapped(old, pool)
+            self.metrics.repository.labels(name, action, "ok").inc()
+            log.info("model %r %sed", name, action)
+            return action + "ed"
+
+    def unload(self, name: str, why: str = "unloaded on request") -> None:
+        """Stop serving `name`: new requests get 404 at once, requests in flight finish."""
+        with self._load_lock:
+            with self._lock:
+                old = self.pools.pop(name, None)
+                if old is None and name not in self.refused and name not in self.unloaded:
+                    raise model_not_found(name, self.pools)
+                self.refused.pop(name, None)
+                self.notes.pop(name, None)
+                self.unloaded[name] = why
+            self._swapped(old, None)
+            self.metrics.repository.labels(name, "unload", "ok").inc()
+
+    def _swapped(self, old: ModelPool | None, new: ModelPool | None) -> None:
+        if self.on_swap is not None:
+            self.on_swap(old, new)
+        if old is not None:
+            threading.Thread(target=self._retire, args=(old,), daemon=True, name=f"wt-retire-{old.name}").start()
+
+    def _retire(self, pool: ModelPool) -> None:
+        """Close a replaced pool once no request holds it (bounded: a request cannot hold a lease
+        longer than its read timeout plus its request timeout)."""
+        s = self.settings.for_model(pool.name)
+        deadline = time.monotonic() + s.read_timeout_s + s.request_timeout_s + 5.0
+        with self._lock:
+            self._retiring.append(pool)
+            while self._leases.get(pool, 0) > 0 and time.monotonic() < deadline:
+                self._lock.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+            self._retiring.remove(pool)
+            self._lock.notify_all()
+        pool.close()
+
+    def wait_retired(self, timeout: float) -> bool:
+        """True when every replaced pool has been closed (tests and shutdown)."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._retiring and time.monotonic() < end:
+                self._lock.wait(0.05)
+            return not self._retiring
+
     def close(self) -> None:
-        for pool in self.pools.values():
+        with self._lock:
+            pools = [*self.pools.values(), *self._retiring]
+        for pool in pools:
             pool.close()
 
 

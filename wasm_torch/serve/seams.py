@@ -6,6 +6,7 @@ both satisfy them, so the routes of `app.py` run over either without `getattr(..
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,9 +51,14 @@ class ServedPool(Protocol):
 
     def refresh_gauges(self) -> None: ...
 
+    def replica_metrics(self) -> Mapping[str, str]:
+        """Prometheus text of replicas in other processes (Ray), by replica; {} in process."""
+        ...
+
 
 class ModelRegistry(Protocol):
-    """The served models by name, and the ones refused at load with the reason."""
+    """The served models by name, the ones refused at load with the reason, and the repository
+    actions (the Ray registry answers load/unload with `ModelControlOff`)."""
 
     @property
     def pools(self) -> Mapping[str, ServedPool]: ...
@@ -64,5 +70,19 @@ class ModelRegistry(Protocol):
     def ready(self) -> bool: ...
 
     def get(self, name: str) -> ServedPool: ...
+
+    def lease(self, name: str) -> AbstractContextManager[ServedPool]:
+        """The model's pool, kept serving until the block ends even if it is reloaded or unloaded."""
+        ...
+
+    def index(self) -> list[dict[str, str]]:
+        """Every model: {"name", "version", "state": "READY"|"UNAVAILABLE", "reason"}."""
+        ...
+
+    def load(self, name: str) -> str:
+        """Load or reload a model (blocking); "loaded" or "reloaded", else `LoadRefused`."""
+        ...
+
+    def unload(self, name: str) -> None: ...
 
     def close(self) -> None: ...

@@ -2,6 +2,7 @@
 
 The HTTP limits of the settings (header size, read timeout, keep-alive, connections) are applied
 here through `http.uvicorn_options`; the app applies the rest (body and answer size, JSON depth).
+With `settings.grpc_port`, the app's lifespan starts the gRPC service in uvicorn's event loop.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def serve(
     from wasm_torch.serve.http import uvicorn_options
 
     settings = settings or ServeSettings()
+    if settings.grpc_port is not None:  # a clear error now rather than a failed start-up later
+        from wasm_torch.serve.grpc.service import check_port_free
+
+        check_port_free(settings.grpc_host, settings.grpc_port)
     app = create_app(models, settings)
     rejections = app.state.server.metrics.http_rejections
 

@@ -9,8 +9,10 @@ under load.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from wasm_torch.serve.balancing import POLICIES
 from wasm_torch.serve.errors import ServeError
@@ -70,6 +72,14 @@ class ServeSettings:
     trusted_keys: tuple[Path, ...] = ()  # public keys (PEM); given without require_signature, only
     # the signatures present are checked (docs/security.md: the policy)
     keyring: Path | None = None  # keyring file for weights.bin.enc (default: WASM_TORCH_KEYRING/_KEYS)
+    # --- gRPC (serve/grpc/) and the model repository (registry.py, repository.py) -------------
+    grpc_port: int | None = None  # KServe v2 gRPC on this port (`wasm-torch serve`: 8001); None = off
+    grpc_host: str = "127.0.0.1"
+    model_control: str = "none"  # "none": load/unload answer 403; "explicit": they work; "poll": and
+    # the repository folder is polled: changed folders reload, new ones load, removed ones unload
+    repository_poll_s: float = 2.0  # poll period with model_control="poll"
+    # per-model overrides of the pool, sandbox and size settings: {"mlp": {"max_batch_size": 16}}
+    model_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # --- learning (serve/learning.py) -------------------------------------------------------
     learn_memory: Path | None = None  # pattern-memory folder to consolidate in low-load phases; None = off
     learn_period_s: float = 60.0  # one consolidation chunk per period, in the dusk and rest phases only
@@ -85,6 +95,27 @@ class ServeSettings:
             raise SettingsError(f"unknown serve setting(s) {sorted(unknown)}")
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def for_model(self, name: str) -> ServeSettings:
+        """These settings with model `name`'s overrides applied (cached: the request path asks)."""
+        overrides = self.model_settings.get(name)
+        if not overrides:
+            return self
+        cache: dict[str, ServeSettings] = self.__dict__.setdefault("_per_model", {})
+        if name not in cache:
+            cache[name] = replace(self, model_settings={}, **overrides)
+        return cache[name]
+
+
+# What a model's entry in `model_settings` may change: its pool, sandbox and request/answer sizes.
+# Server-wide things (HTTP limits, auth, the guard's policy, gRPC, the repository) are not per model.
+PER_MODEL = frozenset({
+    "replicas", "max_batch_size", "max_queue_delay_s", "max_queue", "request_timeout_s", "hang_timeout_s",
+    "cache_size", "balancer", "max_retries", "memory_limit", "deadline_s", "fuel", "breaker_window",
+    "breaker_min_calls", "breaker_failure_rate", "breaker_open_s", "breaker_half_open_calls",
+    "max_body_bytes", "max_response_bytes", "max_elements",
+})  # fmt: skip
+MODEL_CONTROL = ("none", "explicit", "poll")
+
 
 _AT_LEAST_ONE = (
     "replicas", "max_batch_size", "max_queue", "breaker_window", "breaker_min_calls",
@@ -94,7 +125,7 @@ _AT_LEAST_ONE = (
 )  # fmt: skip
 _POSITIVE = (
     "request_timeout_s", "hang_timeout_s", "breaker_open_s", "healing_interval_s", "read_timeout_s",
-    "keep_alive_s", "learn_period_s",
+    "keep_alive_s", "learn_period_s", "repository_poll_s",
 )  # fmt: skip
 _NOT_NEGATIVE = ("max_queue_delay_s", "cache_size", "max_retries", "offload_bytes", "rate_limit_per_s")
 
@@ -126,6 +157,32 @@ def _problems(s: ServeSettings) -> list[str]:
         out.append(f"{name} must be None or a finite number > 0, got {v!r}" if bad else "")
     if any(not isinstance(t, str) or not t or t != t.strip() for t in s.auth_tokens):
         out.append("auth_tokens must be non-empty strings without surrounding whitespace")
+    if s.grpc_port is not None and not (_int(s.grpc_port) and 1 <= s.grpc_port <= 65535):
+        out.append(f"grpc_port must be None or a TCP port 1..65535, got {s.grpc_port!r}")
+    if s.model_control not in MODEL_CONTROL:
+        out.append(f"model_control {s.model_control!r} is not one of {list(MODEL_CONTROL)}")
+    out.extend(_model_problems(s))
+    return out
+
+
+def _model_problems(s: ServeSettings) -> list[str]:
+    if not isinstance(s.model_settings, Mapping):
+        return ["model_settings must map model names to {setting: value}"]
+    out = []
+    for name, overrides in s.model_settings.items():
+        if not isinstance(overrides, Mapping):
+            out.append(f"model_settings[{name!r}] must be a table of settings")
+            continue
+        unknown = sorted(set(overrides) - PER_MODEL)
+        if unknown:
+            out.append(f"model_settings[{name!r}]: {unknown} cannot be set per model; per model: {sorted(PER_MODEL)}")
+            continue
+        try:
+            replace(s, model_settings={}, **overrides)
+        except SettingsError as e:
+            out.append(f"model_settings[{name!r}]: {str(e).removeprefix('invalid serve settings: ')}")
+        except TypeError as e:
+            out.append(f"model_settings[{name!r}]: {e}")
     return out
 
 

@@ -55,6 +55,7 @@ KERNEL_TASKS: dict[str, tuple[str, str]] = {
     "wt_dwconv2d_f32": ("WT_TASK_DWCONV", "wt_dw_chunk"),
     "wt_pool2d_f32": ("WT_TASK_POOL", "wt_pool_chunk"),
     "wt_adaptive_avg_pool2d_f32": ("WT_TASK_ADAPTIVE_POOL", "wt_adaptive_chunk"),
+    "wt_kv_attention_f32": ("WT_TASK_KV_ATTENTION", "wt_kv_att_chunk"),
 }
 
 

@@ -49,3 +49,11 @@ WT_KERNEL void wt_resize2d_f32(float* out, const float* x, int NC, int H, int W,
 WT_KERNEL void wt_conv_transpose2d_f32(float* out, const float* x, const float* w, const float* bias, int N,
                                        int IC, int H, int W, int OC, int KH, int KW, int OH, int OW, int sh,
                                        int sw, int ph, int pw, int dh, int dw, int groups);
+
+/* Attention over a KV cache (wt_kv_attention.h): sizes, the cache's capacity C and key stride CS. */
+typedef struct {
+    int B, T, Hq, Hkv, D, Dv, C, CS;
+    float scale;
+} wt_kv_attention_args;
+WT_KERNEL void wt_kv_attention_f32(float* out, const float* q, const float* k, const float* v, const int64_t* past,
+                                   float* kc, float* vc, const wt_kv_attention_args* a);

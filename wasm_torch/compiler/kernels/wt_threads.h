@@ -42,6 +42,7 @@
 #define WT_TASK_DWCONV 8
 #define WT_TASK_POOL 9
 #define WT_TASK_ADAPTIVE_POOL 10
+#define WT_TASK_KV_ATTENTION 11
 #define WT_TASK_MODEL 1000
 WT_KERNEL void wt_run_task(int id, const void* args, int chunk);
 WT_KERNEL void wt_gemm_chunk(const void* args, int chunk);
@@ -54,6 +55,7 @@ WT_KERNEL void wt_conv_ref_chunk(const void* args, int chunk);
 WT_KERNEL void wt_dw_chunk(const void* args, int chunk);
 WT_KERNEL void wt_pool_chunk(const void* args, int chunk);
 WT_KERNEL void wt_adaptive_chunk(const void* args, int chunk);
+WT_KERNEL void wt_kv_att_chunk(const void* args, int chunk);
 
 #define WT_MAX_THREADS 64  /* = wasm_torch/runtime/threads.py MAX_THREADS */
 #define WT_MAX_CHUNKS 32767 /* chunks of one job: they share 16 bits of the pool word */

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ from wasm_torch.serve.registry import (  # noqa: E402
 )
 
 APP_NAME = "wasm-torch"
-__all__ = ["APP_NAME", "ModelReplica", "build_ray_app", "deploy", "deployment_name", "run"]
+__all__ = ["APP_NAME", "Autoscaling", "ModelReplica", "build_ray_app", "deploy", "deployment_name", "run"]
 
 
 # --- one replica of one model ---------------------------------------------------------------
@@ -113,11 +114,14 @@ class ModelReplica:
         return {"healthy": self.problem() is None, "safe_mode": self.pool.safe_mode}
 
     def describe(self) -> dict[str, Any]:
+        """What the ingress's probe collects: state, and this replica's metrics (Prometheus text)."""
+        self.pool.refresh_gauges()
         return {
             "replica": self.replica,
             "problem": self.problem(),
             "served": self.served,
             **self.pool.describe(),
+            "metrics": self.metrics.render().decode(),
         }
 
     def enter_safe_mode(self) -> str:
@@ -135,6 +139,38 @@ class ModelReplica:
 
 
 # --- building and running ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Autoscaling:
+    """Ray Serve autoscaling of one model's replicas: between `min_replicas` and `max_replicas`,
+    aiming at `target_ongoing_requests` per replica (Ray's `autoscaling_config`); scale-up waits
+    `upscale_delay_s` of sustained load, scale-down `downscale_delay_s` of sustained quiet."""
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0
+    upscale_delay_s: float = 3.0
+    downscale_delay_s: float = 30.0
+    look_back_period_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ValueError(f"autoscaling needs 0 <= min_replicas <= max_replicas >= 1, got {self}")
+        if self.target_ongoing_requests <= 0:
+            raise ValueError("autoscaling target_ongoing_requests must be > 0")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "initial_replicas": max(1, self.min_replicas),
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
+            "metrics_interval_s": min(1.0, self.look_back_period_s),
+        }
+
+
 def deployment_name(model: str) -> str:
     return f"model-{model}"
 
@@ -174,7 +210,8 @@ def build_ray_app(
     *,
     num_replicas: int | Mapping[str, int] = 2,
     policy: str | Mapping[str, str] = "peak_ewma",
-    replica_cpus: float = 0.5,
+    autoscaling: Autoscaling | Mapping[str, Autoscaling | None] | None = None,
+    replica_cpus: float | Mapping[str, float] = 0.5,
     ingress_cpus: float = 0.25,
     max_ongoing_requests: int = 16,
     health_check_period_s: float = 2.0,
@@ -186,9 +223,10 @@ def build_ray_app(
     """A Ray Serve Application: an ingress plus one deployment per artifact folder.
 
     `settings` apply in every model replica (`settings.replicas` wasm workers per Ray replica,
-    batching, breakers, healing, sandbox limits) and in the ingress (guard). `num_replicas` and
-    `policy` may be one value or one per model name. Artifact paths must exist on every node
-    that runs a replica of that model (one machine, or a shared file system).
+    batching, breakers, healing, sandbox limits; a model's `model_settings` entry over them) and in
+    the ingress (guard). `num_replicas`, `policy`, `autoscaling` (replaces `num_replicas` for that
+    model) and `replica_cpus` may be one value or one per model name. Artifact paths must exist on
+    every node that runs a replica of that model (one machine, or a shared file system).
 
     Every artifact is loaded once in the driver first (`check_loads`): one that fails (malformed,
     tampered, unsigned under `require_signature`, ...) gets no deployment and is listed by the
@@ -226,18 +264,24 @@ def build_ray_app(
             },
             request_routing_stats_period_s=routing_stats_period_s,
         )
+        scaling = autoscaling.get(name) if isinstance(autoscaling, Mapping) else autoscaling  # absent: fixed
+        replicas: dict[str, Any] = (
+            {"autoscaling_config": scaling.config()}
+            if scaling is not None
+            else {"num_replicas": int(_per_model(num_replicas, name, "num_replicas"))}
+        )
         deployment = serve.deployment(
             ModelReplica,
             name=deployment_name(name),
-            num_replicas=int(_per_model(num_replicas, name, "num_replicas")),
+            **replicas,
             max_ongoing_requests=max_ongoing_requests,
-            ray_actor_options={"num_cpus": replica_cpus, "runtime_env": env},
+            ray_actor_options={"num_cpus": _per_model(replica_cpus, name, "replica_cpus"), "runtime_env": env},
             health_check_period_s=health_check_period_s,
             health_check_timeout_s=health_check_timeout_s,
             max_constructor_retry_count=3,  # checked in the driver; fails only if the folder changes
             request_router_config=router,
         )
-        handles[name] = deployment.bind(name, str(path), settings)
+        handles[name] = deployment.bind(name, str(path), settings.for_model(name))
     ingress = serve.deployment(
         Ingress,
         name="ingress",
@@ -259,7 +303,10 @@ def run(
 ) -> Any:
     """What `wasm-torch serve out/ --ray` calls: start a local Ray (or join RAY_ADDRESS), serve the
     app on host:port (loopback by default), and wait for Ctrl-C; returns the ingress handle."""
-    app = build_ray_app(models, settings, **options)  # fails on bad input before Ray starts
+    scaling = options.pop("autoscaling", None)
+    if isinstance(scaling, Mapping) and not all(isinstance(v, Autoscaling | None) for v in scaling.values()):
+        scaling = Autoscaling(**scaling)  # the CLI's {"min_replicas": .., "max_replicas": .., ...}
+    app = build_ray_app(models, settings, autoscaling=scaling, **options)  # fails on bad input before Ray starts
     connected_here = not ray.is_initialized()
     local = connected_here and not os.environ.get("RAY_ADDRESS")
     if local:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import wasm_torch.serve.ray.env  # noqa: F401  (before `import ray`: see serve/ray/env.py)
@@ -25,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 
 from wasm_torch.errors import WasmTorchError
 from wasm_torch.serve.app import build_app
-from wasm_torch.serve.errors import ModelRefused, ReplicaFailure, RequestTimeout
+from wasm_torch.serve.errors import ModelControlOff, ModelRefused, ReplicaFailure, RequestTimeout
 from wasm_torch.serve.metrics import Metrics
 from wasm_torch.serve.ray.router import router_snapshot
 from wasm_torch.serve.registry import model_not_found
@@ -92,11 +93,18 @@ class RemotePool:
         return {
             "ray": {"deployment": getattr(self.handle, "deployment_name", None)},
             "router": router_snapshot(self.app_name, self.name),
-            "replicas": [info for _, info in sorted(self.last_seen.items())],
+            "replicas": [
+                {k: v for k, v in info.items() if k != "metrics"} for _, info in sorted(self.last_seen.items())
+            ],
         }
 
     def refresh_gauges(self) -> None:  # the pool gauges live in the model replicas
         pass
+
+    def replica_metrics(self) -> dict[str, str]:
+        """Each live replica's own Prometheus text, as of the last probe that reached it (the
+        ingress's /metrics merges them, labelled `ray_replica`)."""
+        return {tag: info["metrics"] for tag, info in sorted(self.last_seen.items()) if "metrics" in info}
 
 
 class RemoteRegistry:
@@ -126,6 +134,21 @@ class RemoteRegistry:
     @property
     def ready(self) -> bool:
         return bool(self.pools) and all(p.ready for p in self.pools.values())
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[RemotePool]:
+        yield self.get(name)  # Ray Serve drains replicas itself when a deployment changes
+
+    def index(self) -> list[dict[str, str]]:
+        rows = {n: ("READY" if p.ready else "UNAVAILABLE", "") for n, p in self.pools.items()}
+        rows.update({n: ("UNAVAILABLE", why) for n, why in self.refused.items()})
+        return [{"name": n, "version": "1", "state": st, "reason": why} for n, (st, why) in sorted(rows.items())]
+
+    def load(self, name: str) -> str:
+        raise ModelControlOff("on Ray Serve, models are loaded by deploying the application; redeploy to change them")
+
+    def unload(self, name: str) -> None:
+        raise ModelControlOff("on Ray Serve, models are unloaded by deploying the application; redeploy to change them")
 
     def close(self) -> None:
         self._task.cancel()
