@@ -80,8 +80,10 @@ MUTATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "name_not_string": _set("name", 7),
     "unknown_field": lambda r: r.__setitem__("__proto__", {"polluted": True}),
     "unknown_input_field": _set("strides", [4, 1]),
-    "binary_data": lambda r: r.__setitem__("parameters", {"binary_data_output": True}),
-    "binary_input": _set("parameters", {"binary_data_size": 16}),
+    "binary_output_not_bool": lambda r: r.__setitem__("parameters", {"binary_data_output": "yes"}),
+    "binary_input": _set("parameters", {"binary_data_size": 16}),  # and data, and no binary part
+    "shared_memory": _set("parameters", {"shared_memory_region": "r0", "shared_memory_byte_size": 16}),
+    "parameter_object": lambda r: r.__setitem__("parameters", {"priority": {"level": 1}}),
     "id_not_string": lambda r: r.__setitem__("id", 42),
     "id_too_long": lambda r: r.__setitem__("id", "i" * 1000),
     "unknown_output": lambda r: r.__setitem__("outputs", [{"name": "logits"}]),
@@ -157,8 +159,76 @@ def corpus(seed: int = 0, body_limit: int = 1 << 20) -> Iterator[Case]:
         size = int(body_limit * factor)
         yield f"oversized_{factor}", "POST", INFER, b"[" + b"1," * (size // 2) + b"1]", {}
     yield "lying_content_length", "POST", INFER, b"{}", {"content-length": str(body_limit * 4)}
-    yield "binary_extension", "POST", INFER, b"{}", {"inference-header-content-length": "2"}
+    yield "binary_extension_empty_json", "POST", INFER, b"{}", {"inference-header-content-length": "2"}
+    yield from binary_corpus()
     yield "wrong_method", "GET", INFER, b"", {}
+
+
+# --- the binary tensor extension -----------------------------------------------------------------
+def binary(head: dict[str, Any], *blobs: bytes, length: str | bytes | None = None) -> tuple[bytes, dict[str, Any]]:
+    """A binary-extension request: the JSON header, then the blobs; the header's length unless given."""
+    text = json.dumps(head).encode()
+    return text + b"".join(blobs), {"inference-header-content-length": length or str(len(text))}
+
+
+def _x(rows: int, size: int | Any | None = None, **extra: Any) -> dict[str, Any]:
+    params = {"binary_data_size": rows * 16 if size is None else size}
+    return {"inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32", "parameters": params, **extra}]}
+
+
+def _tok(ids: int, mask: int) -> dict[str, Any]:
+    t = [
+        {"name": n, "shape": [1, 2], "datatype": "INT64", "parameters": {"binary_data_size": size}}
+        for n, size in (("input_ids", ids), ("attention_mask", mask))
+    ]
+    return {"inputs": t}
+
+
+F32 = bytes(16)  # one row of 4 zeros
+NAN = b"\x00\x00\xc0\x7f" + bytes(12)  # float32 NaN, then zeros
+INF = b"\x00\x00\x80\x7f" + bytes(12)
+BINARY: dict[str, tuple[bytes, dict[str, Any]]] = {
+    # the header's length: not a byte count, zero, past the body, inside the JSON
+    **{f"length_{k}": binary(_x(1), F32, length=v) for k, v in
+       {"letters": "abc", "negative": "-5", "exponent": "1e3", "blank": " ",
+        "hex": "0x10", "zero": "0", "past_body": "100000", "huge": "9" * 30}.items()},
+    "length_superscript_byte": binary(_x(1), F32, length=b"\xb2"),  # "²" in latin-1: str.isdigit() says yes
+    "length_inside_json": binary(_x(1), F32, length="10"),
+    # lying sizes, truncation, leftovers
+    "size_short": binary(_x(1, 12), F32),
+    "size_long": binary(_x(1, 20), F32 + bytes(4)),
+    "truncated": binary(_x(2), F32),
+    "trailing_bytes": binary(_x(1), F32 + b"junk"),
+    "no_binary_input_but_bytes": binary({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                                     "data": [0, 0, 0, 0]}]}, F32),
+    "size_negative": binary(_x(1, -16), F32),
+    "size_bool": binary(_x(1, True), F32),
+    "size_float": binary(_x(1, 16.0), F32),
+    "size_string": binary(_x(1, "16"), F32),
+    "size_huge": binary(_x(1, 2**63), F32),
+    "size_and_data": binary(_x(1, data=[0, 0, 0, 0]), F32),
+    "size_without_header": (json.dumps(_x(1)).encode() + F32, {}),
+    "huge_shape_small_body": binary({"inputs": [{"name": "x", "shape": [10**9, 4], "datatype": "FP32",
+                                                 "parameters": {"binary_data_size": 16 * 10**9}}]}, F32),
+    # two inputs: sizes swapped, one blob for both (overlap), one missing
+    "two_sizes_swapped": binary(_tok(8, 24), bytes(16), bytes(16)),
+    "two_share_one_blob": binary(_tok(16, 16), bytes(16)),
+    "two_second_cut": binary(_tok(16, 16), bytes(16), bytes(8)),
+    # values: non-finite floats, wrong datatype for the bytes
+    "nan": binary(_x(1), NAN),
+    "inf": binary(_x(1), INF),
+    "datatype_int64": binary({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64",
+                                          "parameters": {"binary_data_size": 32}}]}, bytes(32)),
+    # parameters of the outputs
+    "output_binary_not_bool": binary({**_x(1), "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]}, F32),
+    "classification": binary({**_x(1), "outputs": [{"name": "y", "parameters": {"classification": 3}}]}, F32),
+}  # fmt: skip
+
+
+def binary_corpus() -> Iterator[Case]:
+    for name, (body, headers) in BINARY.items():
+        path = "/v2/models/tok/infer" if name.startswith("two_") else INFER
+        yield "binary:" + name, "POST", path, body, headers
 
 
 def benign(n: int = 200, seed: int = 1) -> Iterator[dict[str, Any]]:

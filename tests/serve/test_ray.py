@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import pytest
 import ray
 import torch
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 from ray.exceptions import ActorDiedError, RayTaskError
 from ray.serve.request_router import RequestRouter
@@ -37,7 +39,7 @@ import wasm_torch
 from wasm_torch.errors import IndexOutOfRange, InputError
 from wasm_torch.serve.app import create_app
 from wasm_torch.serve.errors import ReplicaFailure, RequestTimeout, classify
-from wasm_torch.serve.ray.app import APP_NAME, build_ray_app, deployment_name
+from wasm_torch.serve.ray.app import APP_NAME, Autoscaling, build_ray_app, deployment_name
 from wasm_torch.serve.ray.env import init_ray
 from wasm_torch.serve.ray.ingress import RemotePool
 from wasm_torch.serve.ray.router import PolicyRanking, PolicyRouter
@@ -46,6 +48,10 @@ from wasm_torch.serve.settings import ServeSettings
 pytestmark = pytest.mark.toolchain
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = ServeSettings(replicas=1, healing=False, max_queue_delay_s=0.001)
+AUTOSCALING = Autoscaling(
+    min_replicas=1, max_replicas=2, target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=4,
+    look_back_period_s=2,
+)
 WAIT_S = 180.0  # generous: 2 shared cores, Ray starts worker processes on demand
 
 
@@ -100,6 +106,10 @@ def cluster(tmp_path_factory):
     shutil.copytree(root / "mlp", root / "tampered")
     weights = root / "tampered" / "weights.bin"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x7f")
+    # a slower model (~10-50 ms a call) that autoscales between 1 and 2 replicas
+    torch.manual_seed(1)
+    big = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 256)).eval()
+    wasm_torch.compile(big, (torch.randn(2, 256),), root / "auto", dynamic_shapes=({0: batch},))
     init_ray(
         num_cpus=2,
         include_dashboard=False,
@@ -110,11 +120,12 @@ def cluster(tmp_path_factory):
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         app = build_ray_app(
-            {"mlp": root / "mlp", "emb": root / "emb", "tampered": root / "tampered"},
+            {"mlp": root / "mlp", "emb": root / "emb", "tampered": root / "tampered", "auto": root / "auto"},
             SETTINGS,
-            num_replicas={"mlp": 2, "emb": 1, "tampered": 1},
+            num_replicas={"mlp": 2, "emb": 1, "tampered": 1, "auto": 1},
+            autoscaling={"auto": AUTOSCALING},
             policy="peak_ewma",
-            replica_cpus=0.5,
+            replica_cpus=0.25,  # 2 CPUs: mlp 2 + emb 1 + auto up to 2 replicas, and the ingress
             ingress_cpus=0.25,
             health_check_period_s=1.0,
             routing_stats_period_s=0.5,
@@ -216,7 +227,7 @@ BAD_BODIES: list[tuple[str, Any]] = [
 
 
 def test_bad_input_gets_the_plain_servers_status_and_error_body(cluster):
-    models = {"mlp": cluster.path, "emb": cluster.path.parent / "emb"}
+    models = {name: cluster.path.parent / name for name in ("mlp", "emb", "auto")}
     with TestClient(create_app(models, SETTINGS)) as plain:
         for path, body in BAD_BODIES:
             kw = (
@@ -282,6 +293,72 @@ def test_unhealthy_replica_is_avoided_then_replaced(cluster):
     assert router["avoided_unhealthy"] > 0
     ok = cluster.client.post("/v2/models/mlp/infer", json=infer_body(x))
     assert ok.status_code == 200
+
+
+def _running(model: str) -> int:
+    """RUNNING replicas of a model's deployment, from Ray Serve's public status API."""
+    app = serve.status().applications.get(APP_NAME)
+    d = app.deployments.get(deployment_name(model)) if app is not None else None
+    return 0 if d is None else int(d.replica_states.get("RUNNING", 0))
+
+
+def test_autoscaling_follows_load_within_its_bounds(cluster):
+    """6 closed-loop clients on a model with target 1 ongoing request per replica: Ray adds a
+    replica (never more than max 2); when the load stops it removes one (never fewer than min 1).
+    Every request is answered 200 throughout."""
+    wait_for(lambda: _running("auto") == 1, "auto at its minimum of 1 replica")
+    x = np.random.default_rng(0).standard_normal((16, 256)).astype(np.float32)
+    codes: list[int] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=cluster.url, timeout=120) as c:
+            while not stop.is_set():
+                codes.append(c.post("/v2/models/auto/infer", json=infer_body(x)).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: (seen.append(_running("auto")) or seen[-1]) >= 2, "a second replica under load")
+        time.sleep(3)  # load continues: it must stay within the bound
+        seen.append(_running("auto"))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    wait_for(lambda: (seen.append(_running("auto")) or seen[-1]) == 1, "back to 1 replica without load")
+    assert max(seen) == 2 and min(seen) >= 1, seen
+    assert codes and set(codes) == {200}, sorted(set(codes))
+
+
+def test_ingress_metrics_merge_every_model_replicas_own_metrics(cluster):
+    """/metrics of the ingress: its own series (requests by protocol) and each mlp replica's pool
+    series, labelled ray_replica, as one valid exposition (one HELP/TYPE per family)."""
+    c = cluster.client
+    for _ in range(12):
+        assert c.post("/v2/models/mlp/infer", json=infer_body(np.ones((1, 4), np.float32))).status_code == 200
+
+    def per_replica() -> dict[str, float] | None:
+        samples = [s for fam in text_string_to_metric_families(c.get("/metrics").text) for s in fam.samples]
+        healthy = {
+            s.labels["ray_replica"] for s in samples if s.name == "wasm_torch_replica_healthy" and s.labels["model"] == "mlp"
+        }
+        computed = {
+            s.labels["ray_replica"]: s.value
+            for s in samples
+            if s.name == "wasm_torch_inference_compute_duration_seconds_count" and s.labels.get("model") == "mlp"
+        }
+        live = {r["id"] for r in cluster.stats()["router"]["replicas"] if r["live"]}
+        ok = len(live) == 2 and healthy == live and sum(computed.values()) >= 12
+        return computed if ok else None
+
+    wait_for(per_replica, "both mlp replicas' own metrics in the ingress's /metrics")
+    text = c.get("/metrics").text
+    assert text.count("# TYPE wasm_torch_inference_compute_duration_seconds histogram") == 1
+    own = [line for line in text.splitlines() if line.startswith("wasm_torch_inference_requests_total{")]
+    assert any('model="mlp"' in line and 'protocol="http"' in line and "ray_replica" not in line for line in own)
 
 
 # --- the router's ranking on fakes (no cluster needed, no Ray internals) ------------------------

@@ -62,7 +62,7 @@ def check_generation(c: Any, raw: dict[str, Any], syms: list[dict[str, Any]], ar
         raise c.bad("state / generator", "must be present together (a generator and its KV cache)")
     if "state" not in raw:
         return
-    state = tensors(c, raw["state"], "state", set())
+    state = tensors(c, raw["state"], "state", {s["name"] for s in syms})
     if not state:
         raise c.bad("state", "is empty")
     inputs = {t["name"]: t for t in raw["inputs"]}

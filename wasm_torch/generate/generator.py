@@ -65,27 +65,34 @@ class GeneratorSpec:
 
 
 def token_ids(ids: Any, vocab_size: int, what: str = "prompt") -> list[int]:
-    """Token ids as a list of ints: a sequence, a 1-D array or a [1, n] array of integers, each in
-    [0, vocab_size). Anything else is an InputError naming the first bad value."""
+    """Token ids as a list of ints: a sequence of ints, a 1-D integer array or one of shape [1, n],
+    each in [0, vocab_size). Anything else is an InputError naming the first bad value."""
     if hasattr(ids, "detach") and hasattr(ids, "numpy"):  # a torch tensor, without importing torch
         ids = ids.detach().cpu().numpy()
     if isinstance(ids, (str, bytes)):
         raise InputError(f"{what}: token ids expected, got text (encode it with the generator's tokenizer)")
-    arr = np.asarray(ids)
-    if arr.ndim == 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 1:
-        raise InputError(f"{what}: token ids must be a 1-D sequence (or shape [1, n]), got shape {list(arr.shape)}")
-    if arr.size and arr.dtype.kind not in "iu":
-        if arr.dtype == object and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in arr):
-            arr = arr.astype(np.int64) if all(-(2**63) <= int(x) < 2**63 for x in arr) else arr
-        if arr.dtype.kind not in "iu":
-            raise InputError(f"{what}: token ids must be integers, got {arr.dtype}")
-    out = [int(x) for x in arr]
-    for i, t in enumerate(out):
+    if isinstance(ids, np.ndarray):
+        arr = ids[0] if ids.ndim == 2 and ids.shape[0] == 1 else ids
+        if arr.ndim != 1:
+            raise InputError(f"{what}: token ids must be a 1-D sequence (or shape [1, n]), got shape {list(ids.shape)}")
+        if arr.size and arr.dtype.kind not in "iu":
+            raise InputError(f"{what}: token ids must be integers, got dtype {arr.dtype}")
+        values: list[Any] = arr.tolist()
+    else:
+        try:
+            values = list(ids)
+        except TypeError:
+            raise InputError(f"{what}: token ids must be a sequence of integers, not {type(ids).__name__}") from None
+        if len(values) == 1 and isinstance(values[0], (list, tuple, np.ndarray)):  # shape [1, n]
+            values = list(values[0])
+    for i, t in enumerate(values):
+        if isinstance(t, (list, tuple, np.ndarray)):
+            raise InputError(f"{what}: token ids must be a 1-D sequence (or shape [1, n]); position {i} is a sequence")
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise InputError(f"{what}: token ids must be integers, got {type(t).__name__} at position {i}")
         if not 0 <= t < vocab_size:
             raise InputError(f"{what}: token id {t} at position {i} is outside the vocabulary [0, {vocab_size})")
-    return out
+    return [int(t) for t in values]
 
 
 class Generator:

@@ -95,7 +95,8 @@ def loads_strict(body: bytes, max_depth: int | None = None) -> Any:
     except RecursionError as exc:
         raise RequestError("request JSON is nested too deeply") from exc
     except json.JSONDecodeError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        hint = " (binary tensor data needs the Inference-Header-Content-Length header)" if exc.msg == "Extra data" else ""
+        raise RequestError(f"request body is not valid JSON: {exc.msg} at position {exc.pos}{hint}") from exc
     except ValueError as exc:  # e.g. an integer literal over Python's 4,300-digit conversion limit
         raise RequestError(f"request body has a number JSON cannot carry here: {str(exc)[:100]}") from exc
     if max_depth is not None and body.count(b"[") + body.count(b"{") > max_depth:
