@@ -263,7 +263,18 @@ def markdown(doc: dict) -> str:
     if not failing:
         out.append("None of the models run.")
     for r in failing:
-        out.append(f"- **{r['model']}** ({r.get('status')}): " + (_line(r).split(": ", 1)[1])[:400])
+        line = f"- **{r['model']}** ({r.get('status')}): " + (_line(r).split(": ", 1)[1])[:400]
+        if r.get("status") == "mismatch":
+            if r.get("torch_f32_vs_f64") is not None:
+                line += (
+                    f"; against torch in float64: wasm {r['wasm_vs_f64']:.1e}, torch float32 {r['torch_f32_vs_f64']:.1e}"
+                    " — the same size: float32 rounding of a deep network, not a wrong op"
+                    if r["wasm_vs_f64"] <= 2 * r["torch_f32_vs_f64"]
+                    else f"; against torch in float64: wasm {r['wasm_vs_f64']:.1e}, torch float32 {r['torch_f32_vs_f64']:.1e}"
+                )
+            else:
+                line += "; not yet compared with a float64 run (this run predates that check)"
+        out.append(line)
     not_run = [r for r in rows.values() if r.get("status") == "not run"]
     if not_run:
         out += ["", "## Not run in this report", "", ", ".join(r["model"] for r in not_run) + "."]

@@ -1,6 +1,7 @@
 """Every build variant of one model, timed in wasmtime: plain SIMD128 vs relaxed SIMD at one thread
 (this thread's CPU time, steady on a shared machine), and each threaded build at 1..N threads
-(wall clock: threads only help what a caller waits for). Interleaved round by round, medians.
+(wall clock: threads only help what a caller waits for; plus the whole process's CPU time per
+call, which shows what the split costs). Interleaved round by round, medians.
 
     .venv/bin/python bench/variants.py [--model minilm|resnet|gemm512] [--rounds 12] [--threads 2]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -70,27 +72,30 @@ def main() -> int:
                 [x] if isinstance(x, np.ndarray) else list(x) for x in (got, want)), strict=True)), (v, t)
         cpu = {k: [] for k in single}
         wall = {k: [] for k in threaded}
+        proc = {k: [] for k in threaded}
         for _ in range(a.rounds):
             for k, m in single.items():
                 t0 = time.thread_time()
                 m(*xs)
                 cpu[k].append((time.thread_time() - t0) * 1e3)
             for k, m in threaded.items():
-                t0 = time.perf_counter()
+                r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 m(*xs)
                 wall[k].append((time.perf_counter() - t0) * 1e3)
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                proc[k].append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1e3)
         for m in threaded.values():
             m.close()
     rows = [{"build": k, "threads": 1, "clock": "cpu", "ms": round(statistics.median(v), 2)} for k, v in cpu.items()]
-    rows += [{"build": v, "threads": t, "clock": "wall", "ms": round(statistics.median(ts), 2)}
-             for (v, t), ts in wall.items()]  # fmt: skip
+    rows += [{"build": v, "threads": t, "clock": "wall", "ms": round(statistics.median(ts), 2),
+              "process_cpu_ms": round(statistics.median(proc[(v, t)]), 2)} for (v, t), ts in wall.items()]  # fmt: skip
     doc = {"command": "python bench/variants.py " + " ".join(sys.argv[1:]), "model": a.model,
            "loadavg": [round(x, 2) for x in os.getloadavg()], "rows": rows}  # fmt: skip
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1))
-    print("| build | threads | clock | median ms |\n|---|---:|---|---:|")
+    print("| build | threads | clock | median ms | process CPU ms |\n|---|---:|---|---:|---:|")
     for r in rows:
-        print(f"| {r['build']} | {r['threads']} | {r['clock']} | {r['ms']:.2f} |")
+        print(f"| {r['build']} | {r['threads']} | {r['clock']} | {r['ms']:.2f} | {r.get('process_cpu_ms', '')} |")
     print(f"load average {doc['loadavg']}; wrote {a.out}")
     return 0
 

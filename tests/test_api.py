@@ -33,6 +33,7 @@ def test_public_names_are_exactly_these():
             "WasmTorchError",
             "__version__",
             "compile",
+            "compile_generator",
             "errors",
             "load",
             "lower",

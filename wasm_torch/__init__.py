@@ -4,6 +4,8 @@
     m = wasm_torch.load("out/model")                     # wasmtime; numpy in, numpy out
     y = m(x)
 
+    gen = wasm_torch.compile_generator(hf_causal_lm, "out/gen", max_context=256)   # text generation: docs/generate.md
+
 `load` needs only numpy + wasmtime; `compile`, `lower` and `CompileOptions` come from the compiler
 (torch, sympy, ziglang: `pip install 'wasm-torch[compile]'`) and are imported when first used.
 """
@@ -49,11 +51,16 @@ def supported_ops() -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
-    """`CompileOptions` and `lower` live in the compiler, imported on first use (not by `load`)."""
+    """`CompileOptions` and `lower` live in the compiler, `compile_generator` in wasm_torch.generate:
+    imported on first use (not by `load`)."""
     if name in ("CompileOptions", "lower"):
         from . import compiler
 
         return getattr(compiler, name)
+    if name == "compile_generator":
+        from .generate import compile_generator
+
+        return compile_generator
     raise AttributeError(f"module 'wasm_torch' has no attribute {name!r}")
 
 
@@ -77,6 +84,7 @@ __all__ = [
     "WasmTorchError",
     "__version__",
     "compile",
+    "compile_generator",
     "errors",
     "load",
     "lower",

@@ -77,7 +77,8 @@ def gpt2_gen(tmp_path_factory, tokenizer) -> Compiled:
 
     model = gpt2(tokenizer.get_vocab_size())
     out = tmp_path_factory.mktemp("gen") / "gpt2"
-    art = compile_generator(model, out, max_context=MAX_CONTEXT, tokenizer=tokenizer)
+    art = compile_generator(model, out, max_context=MAX_CONTEXT, tokenizer=tokenizer,
+                            options=CompileOptions(threads=True, relaxed=True))
     return Compiled(Path(art.path), model, art.report)
 
 

@@ -39,7 +39,7 @@ def test_search_finds_the_planted_best(rng):
     r = run(sp, meas, synthetic_pattern("m", rng), budget=40)
     assert r.config == BEST and r.significant
     assert r.gain == pytest.approx(1.0 / meas.true_ratio(BEST), rel=0.05)  # the confirmed gain is the truth
-    assert r.measured <= 40 and len(meas.calls) == r.measured + 2  # + 2 confirmation runs
+    assert r.measured <= 40 and len(meas.calls) == r.measured + 3  # + 3 confirmation runs
     keys = [sp.key(c) for c in meas.calls[: r.measured]]
     assert len(set(keys)) == len(keys)  # nothing measured twice during the search
 

@@ -128,7 +128,7 @@ def test_cli_flags_reach_the_server(setup, monkeypatch, tmp_path):
     assert main(argv) == 0
     s = seen["settings"]
     assert s.require_signature and s.trusted_keys == (pub,) and s.keyring == ring_path
-    with TestClient(create_app(seen["models"], s.with_(replicas=1, healing=False))) as c:
+    with TestClient(create_app(seen["models"], s.with_(replicas=1, healing=False, grpc_port=None))) as c:
         assert infer(c, "good").status_code == 200 and infer(c, "tampered").status_code == 503
 
 

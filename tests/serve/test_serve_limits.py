@@ -226,7 +226,9 @@ def test_policy_names_and_cli_defaults_have_one_source(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(wasm_torch.serve, "serve", lambda models, **kw: seen.update(kw))
     assert main(["serve", str(tmp_path)]) == 0
-    assert seen["settings"] == ServeSettings()  # every default comes from ServeSettings
+    # every default comes from ServeSettings, except gRPC: on at 8001 from the command line (Triton's
+    # port), off in Python (create_app in a test or another ASGI server opens no second port)
+    assert seen["settings"] == ServeSettings(grpc_port=8001)
     argv = ["serve", str(tmp_path), "--max-body-mb", "2", "--max-header-kb", "4", "--read-timeout", "3",
             "--keep-alive", "2", "--max-connections", "9", "--max-response-mb", "1", "--open-metrics",
             "--token", "t", "--policy", "least_outstanding"]  # fmt: skip

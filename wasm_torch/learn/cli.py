@@ -201,7 +201,7 @@ def add_parsers(sub: Any) -> None:
     _model_args(t)
     t.add_argument("--budget", type=_positive_int, default=20, help="measured trials (default 20)")
     t.add_argument("--rounds", type=_positive_int, default=41, help="interleaved timing rounds per trial (default 41)")
-    t.add_argument("--confirm", type=_positive_int, default=2, help="re-measurements of the winner (default 2)")
+    t.add_argument("--confirm", type=_positive_int, default=3, help="re-measurements of the winner (default 3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-memory", action="store_true", help="no warm start and nothing recorded")
     t.add_argument("--json", help="write every trial and the result to this JSON file")

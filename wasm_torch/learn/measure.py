@@ -171,7 +171,7 @@ class CompileMeasurer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.arrays = [x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in self.example_inputs]
         self.compiled = 0
-        self.default = self._load(space.default(), "default")
+        self.default_dir = self._compile(space.default(), "default")
 
     def _compile(self, config: Mapping[str, Any], name: str) -> Path:
         from ..compiler.pipeline import compile as compile_model
@@ -194,17 +194,17 @@ class CompileMeasurer:
 
         return load(self._compile(config, name))
 
-    def artifact(self, config: Mapping[str, Any], name: str) -> Path:
-        return self._compile(config, name)
-
     def measure(self, config: Mapping[str, Any], report: Report | None = None) -> Measurement:
         name = f"trial-{self.compiled}"
         t0 = time.perf_counter()
         mod = self._load(config, name)
         compile_s = time.perf_counter() - t0
+        from ..runtime import load
+
+        default = load(self.default_dir)  # a fresh instance per trial, like the candidate's (see above)
         try:
             m = interleaved(
-                lambda: self.default(*self.arrays, copy=False),
+                lambda: default(*self.arrays, copy=False),
                 lambda: mod(*self.arrays, copy=False),
                 self.rounds,
                 self.min_sample_s,

@@ -13,9 +13,10 @@ Order of a run:
    measured again); a percentile pruner stops a trial whose running ratio after ten rounds is in
    the worst quarter of what earlier trials had at that point;
 4. every measurement is recorded at once: `post_query` (fsynced), one MicroLoRA step;
-5. the best is re-measured (`confirm` more interleaved runs, pooled) and kept only if the upper
-   95 % bootstrap bound of its ratio to the default is below 1 (measure.py); otherwise the result
-   is the default configuration with gain 1.0 — selection among noisy trials favours lucky ones;
+5. the best is re-measured (`confirm` more interleaved runs, each with fresh instances of both
+   artifacts) and kept only if every run finds it faster and the upper 95 % bootstrap bound of the
+   pooled ratio is below 1 (measure.py); otherwise the result is the default configuration with
+   gain 1.0 — selection among noisy trials favours lucky ones;
 6. the ReasoningBank learns from every pair of measured configurations one knob apart.
 """
 
@@ -196,7 +197,7 @@ class Tuner:
         return [cands[i] for i in order[:k] if pred[i] < default]
 
     # ---- the search -----------------------------------------------------------------------------------
-    def run(self, budget: int, confirm: int = 2) -> TuneResult:
+    def run(self, budget: int, confirm: int = 3) -> TuneResult:
         import optuna
 
         if budget < MIN_BUDGET:
@@ -305,7 +306,8 @@ class Tuner:
         pooled = runs[0]
         for r in runs[1:]:
             pooled = pooled.merged(r)
-        significant = pooled.ratio < 1.0 and pooled.upper(0.95) < 1.0
+        # every confirmation run (fresh instances each) must agree, and the pooled bound must be < 1
+        significant = all(r.ratio < 1.0 for r in runs) and pooled.upper(0.95) < 1.0
         return TuneResult(
             self.space,
             best.config if significant else default,
@@ -345,7 +347,7 @@ def tune(
     space: SearchSpace | None = None,
     pattern: Pattern | None = None,
     seed: int = 0,
-    confirm: int = 2,
+    confirm: int = 3,
     rounds: int = 41,
     warm_start: bool = True,
     learn: bool = True,

@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,12 +241,12 @@ class Generation:
         """(token, text piece) as each is chosen, one step per worker-thread call; sets state["finish"]."""
         it = gen.stream(req.prompt, req.max_tokens, req.sampling, stop=req.stop, stop_at_eos=req.stop_at_eos)
         text = TextStream(gen.tokenizer) if gen.tokenizer is not None else None
-        end = time.monotonic() + self.settings.deadline_s
+        end = self.server.clock() + self.settings.deadline_s
         stops = set(req.stop) | (set(gen.spec.eos_token_ids) if req.stop_at_eos else set())
         n = 0
         state["finish"] = "length"
         while True:
-            if time.monotonic() > end:
+            if self.server.clock() > end:
                 state["finish"] = "time_limit"
                 break
             token = await anyio.to_thread.run_sync(next, it, None)
