@@ -8,10 +8,12 @@ Per model (zoo models, plus `suite:NAME` cases of the `wasm-torch bench` suite):
    confirmed gain (default latency / tuned latency, interleaved medians in the same run) is the
    "tuned vs default" figure (1.0 when nothing was confirmed faster).
 2. Random search: R configurations drawn uniformly without replacement, each measured the same way.
-3. Leave one out: a fresh pattern memory gets every trial of every *other* model (post_query),
+3. Leave one out: a fresh pattern memory gets every trial (search, random, confirmation runs)
+   of every *other* model (post_query),
    then `pre_query(this model)` suggests up to 5 configurations, measured in order.
-The best found for a model is the lowest ratio over everything measured for it (and the default's
-1.0). "Trials to within 5 %": for the warm start, the position of the first suggestion within 5 %
+The best for a model is the tuner's confirmed result (its ratio to the default after the
+confirmation runs; 1.0 when the default was kept): the lowest of ~40 single noisy measurements
+would reward luck (it is reported too). "Trials to within 5 %": for the warm start, the position of the first suggestion within 5 %
 of that best; for random search, the expected position of the first such configuration in a
 random order of the R measured ones, (R + 1) / (K + 1) with K of them within 5 % (a lower bound
 when K = 0: reported as > R).
@@ -116,7 +118,10 @@ def main() -> int:
                 "latency_s": t.measurement.latency_s if t.measurement else None,
                 "baseline_s": t.measurement.baseline_s if t.measurement else None}
                for t in r.trials if t.source != "default"]
-        data[name] = {"tpe": tpe, "random": rand, "model": (model, inputs, dyn)}
+        confirm = [{"config": r.search_best, "ratio": m.ratio, "state": "complete", "spread": m.spread,
+                    "latency_s": m.latency_s, "baseline_s": m.baseline_s} for m in r.confirm_runs]
+        data[name] = {"tpe": tpe, "random": rand, "confirm": confirm, "model": (model, inputs, dyn),
+                      "confirmed_ratio": 1.0 / r.gain}
         res["models"][name] = {
             "pattern": pattern.summary,
             "tuned_gain": r.gain,
@@ -127,6 +132,7 @@ def main() -> int:
             "chosen": {k: v for k, v in r.config.items() if v != space.default()[k]},
             "tpe_trials": tpe,
             "random_trials": rand,
+            "confirm_runs": confirm,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         print(f"{name}: tuned {r.gain:.3f}x (search best {r.search_best_gain:.3f}x, significant {r.significant}) "
@@ -151,7 +157,7 @@ def leave_one_out(names: list[str], data: dict, patterns: dict, space: CompileSp
             for other in names:
                 if other == held:
                     continue
-                for t in data[other]["tpe"] + data[other]["random"]:
+                for t in data[other]["tpe"] + data[other]["random"] + data[other]["confirm"]:
                     if t.get("ratio") and t.get("latency_s") and t.get("state", "complete") == "complete":
                         mem.post_query(patterns[other], t["config"], t["latency_s"], t["baseline_s"], space.id)
             mem.background_learn()
@@ -169,13 +175,17 @@ def leave_one_out(names: list[str], data: dict, patterns: dict, space: CompileSp
         finally:
             meas.close()
         ratios = [1.0] + [t["ratio"] for t in known.values()] + [t["ratio"] for t in measured if t.get("ratio")]
-        best = min(ratios)
+        # the target: the tuner's confirmed result (noise-controlled; 1.0 when it kept the default).
+        # The minimum over every single measurement is kept too, but it is biased towards luck.
+        best_min = min(ratios)
+        best = data[held]["confirmed_ratio"]
         warm = next((i + 1 for i, t in enumerate(measured) if t.get("ratio") and t["ratio"] <= best * WITHIN), None)
         rand_ratios = [t["ratio"] for t in data[held]["random"] if t.get("ratio")]
         n_rand, k_rand = len(data[held]["random"]), sum(1 for r in rand_ratios if r <= best * WITHIN)
         rand_expected = (n_rand + 1) / (k_rand + 1) if k_rand else None
         rows[held] = {
             "best_ratio": best,
+            "best_ratio_min_over_all_measurements": best_min,
             "suggestions": measured,
             "warm_trials_to_within_5pct": warm,
             "random_within_5pct": k_rand,

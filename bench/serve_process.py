@@ -59,6 +59,8 @@ class Server:
     """`wasm-torch serve models --port P *flags` as a child process (stopped by its own pid)."""
 
     def __init__(self, models: Path, log: Path, *flags: str) -> None:
+        if "--grpc-port" not in flags and "--no-grpc" not in flags:
+            flags = (*flags, "--no-grpc")  # gRPC's default port (8001) would clash between servers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("wasm-torch")

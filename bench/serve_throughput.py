@@ -122,6 +122,7 @@ class Server:
         self.port = free_port()
         cmd = [sys.executable, "-m", "wasm_torch.cli", "serve", str(models), "--port", str(self.port)]
         cmd += ["--replicas", str(replicas), "--max-batch", str(max_batch), "--batch-delay-ms", str(delay_ms)]
+        cmd += ["--no-grpc"]  # two servers side by side: gRPC's default port would clash
         shown = [os.path.relpath(c, ROOT) if c == str(models) else c for c in cmd[3:]]
         self.command = "wasm-torch " + " ".join(shown)
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

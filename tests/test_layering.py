@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "compiler.kernels": set(),
     "compiler.options": {"compiler.passes"},
     "compiler.check": set(),
+    "compiler.quant_check": {"compiler.check"},  # the agreement bar of fp16 / int8 weights
+    "compiler.calibration": {"compiler.ir"},  # int8-static calibration inputs, checked
     "compiler.cost": {"compiler.ir", "compiler.codegen"},
     # the stages, top to bottom (and compile(..., stages=k), which splits with analyze/)
     "compiler.pipeline": {"compiler.*", "artifact", "runtime", "config", "analyze"},

@@ -6,7 +6,10 @@
     │   ├── UnsupportedOpError          an aten op (or dtype) we cannot lower; names op, source line, list
     │   ├── GraphError                  the IR verifier found an inconsistent graph (a compiler bug)
     │   ├── BuildError                  zig cc failed (stderr attached)
-    │   ├── ValidationError             wasm output disagrees with PyTorch beyond tolerance
+    │   ├── ValidationError             wasm output disagrees with PyTorch beyond tolerance (or, for
+    │   │                               fp16 / int8 weights, below the agreement bar: cosine, top-1)
+    │   ├── QuantizationError           fp16 / int8 asked of a model with nothing to quantize, or bad
+    │   │                               calibration inputs (count, shape, dtype)
     │   └── PartitionError              a model cannot be split into the stages asked for
     ├── ArtifactError                   an artifact folder is missing, malformed or from another version
     │   ├── IntegrityError              a file's sha256 does not match the manifest (tampered/corrupt)
@@ -68,6 +71,11 @@ class BuildError(CompileError):
 
 class ValidationError(CompileError):
     pass
+
+
+class QuantizationError(CompileError):
+    """Reduced-precision weights cannot be made as asked: no quantizable layer, or calibration
+    inputs of the wrong count, shape or dtype (the message names which and what to pass)."""
 
 
 class ArtifactError(WasmTorchError):

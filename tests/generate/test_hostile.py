@@ -99,7 +99,7 @@ def test_a_tampered_tokenizer_is_refused(gpt2_gen, copy_of):
     path = copy_of(gpt2_gen)
     text = (path / "tokenizer.json").read_text()
     (path / "tokenizer.json").write_text(text.replace('"<|endoftext|>"', '"<|evil|>"', 1))
-    with pytest.raises(IntegrityError, match="tokenizer.json"):
+    with pytest.raises(IntegrityError, match=r"tokenizer\.json"):
         load_generator(path, threads=1)
 
 

@@ -20,6 +20,7 @@ from wasm_torch.compiler.ir.graph import Node
 from wasm_torch.compiler.ir.op import op_def
 from wasm_torch.errors import GraphError, IndexOutOfRange
 
+NAMES = ("q", "k", "v", "p", "kc", "vc")
 CASES = {  # name: (Hq, Hkv, D, Dv, max_context, cache stride)
     "gqa4_d12_long": (4, 1, 12, 12, 300, 304),
     "gqa2_d80_dv64": (6, 3, 80, 64, 40, 40),
@@ -47,7 +48,7 @@ def test_numpy_meaning_equals_the_torch_op():
         for T, past in ((1, 0), (3, min(5, C - 3)), (1, C - 1)):
             xs = _inputs(rng, Hq, Hkv, D, Dv, CS, T, past)
             want = kv_attention(*xs, D**-0.5, C)
-            node = Node("kv_attention", tuple("q k v p kc vc".split()), ("o", "kc2", "vc2"), {"scale": D**-0.5, "max_context": C})
+            node = Node("kv_attention", NAMES, ("o", "kc2", "vc2"), {"scale": D**-0.5, "max_context": C})
             got = op_def("kv_attention").interp(node, [x.numpy() for x in xs], {}, [])
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_allclose(g, w.numpy(), atol=2e-6, rtol=1e-5)
@@ -55,7 +56,7 @@ def test_numpy_meaning_equals_the_torch_op():
 
 def test_numpy_meaning_refuses_a_position_outside_the_cache():
     xs = _inputs(np.random.default_rng(1), 2, 2, 8, 8, 8, 2, 7)
-    node = Node("kv_attention", tuple("q k v p kc vc".split()), ("o", "kc2", "vc2"), {"scale": 1.0, "max_context": 8})
+    node = Node("kv_attention", NAMES, ("o", "kc2", "vc2"), {"scale": 1.0, "max_context": 8})
     with pytest.raises(GraphError, match="does not fit max_context"):
         op_def("kv_attention").interp(node, [x.numpy() for x in xs], {}, [])
     with pytest.raises(ValueError, match="does not fit max_context"):

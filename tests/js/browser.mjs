@@ -34,7 +34,7 @@ try {
     const d = window.__demo;
     return { ready: d.ready, error: d.error, timings: d.timings, bytes: d.bytes, docs: d.docs,
       embeddings: d.embeddings, isolated: crossOriginIsolated, status: document.getElementById("status").textContent,
-      threadStats: d.threadStats };
+      threadStats: d.threadStats, model: d.modelLabel, models: d.models };
   });
   for (const [i, q] of (job.queries ?? []).entries()) {
     await page.fill("#query", "");

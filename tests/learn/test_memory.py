@@ -41,9 +41,20 @@ def test_pre_query_suggests_what_worked_for_similar_patterns(tmp_path, rng):
         new = synthetic_pattern("unseen", rng, pats[0].vector)
         best = mem.pre_query(new, k=2, space="space")
         assert best[0].config == {"k": int(f[1:])}
-        assert best[0].expected_gain == pytest.approx(2.0, rel=0.1)
+        assert best[0].expected_gain == pytest.approx(2.0**0.5, rel=0.1)  # measured once each: shrunk by 1/2
         assert best[0].support >= 3
     assert mem.pre_query(new, space="another space") == []
+
+
+def test_a_gain_measured_again_outranks_one_lucky_measurement(tmp_path, rng):
+    mem = PatternMemory(tmp_path)
+    p = synthetic_pattern("a", rng)
+    mem.post_query(p, {"k": "lucky"}, 0.5, 1.0)  # 2.0x, once: log 2 x 1/2 = 0.35
+    for _ in range(4):
+        mem.post_query(p, {"k": "steady"}, 0.625, 1.0)  # 1.6x, four times: log 1.6 x 4/5 = 0.38
+    best = mem.pre_query(p, k=2)
+    assert [s.config["k"] for s in best] == ["steady", "lucky"]
+    assert best[0].expected_gain == pytest.approx(1.6 ** 0.8)
 
 
 def test_leave_one_out_excludes_the_pattern_itself(tmp_path, rng):

@@ -229,7 +229,17 @@ def test_equivocating_issuer_converges_to_the_smaller_hash():
 
 
 def test_all_kinds_are_covered():
-    assert set(KINDS) == {"mint", "earn", "reserve", "spend", "release", "stake", "unstake", "slash", "refund"}
+    assert set(KINDS) == {"mint", "earn", "reserve", "spend", "release", "stake", "unstake", "slash", "refund", "gov"}
+
+
+def test_gov_entries_never_move_credit():
+    """Governance records (proposal, vote, decide) ride in the ledger but change no balance."""
+    s = ISSUERS[0]
+    led = Ledger(KEYS)
+    led.add(sign_entry(s, 1, "mint", "a", 50, "", 0))
+    before = led.balance("a")
+    led.add(sign_entry(s, 2, "gov", "a", 1, "vote:" + "ab" * 32, 0, "cd" * 32))
+    assert led.balance("a") == before and led.upto[s.id] == 2 and not led.rejected.get(s.id)
 
 
 @settings(max_examples=60, deadline=None)

@@ -43,7 +43,8 @@ def _flat(data: Any) -> list[Any]:
 
 
 def translate(doc: Any, model: str, raw: bool) -> bytes | None:
-    """A JSON infer request as a ModelInferRequest, or None when it cannot be one."""
+    """A JSON infer request as a ModelInferRequest, or None when it cannot be one (values that
+    overflow the tensor's type included: numpy raises instead of warning)."""
     try:
         m = pb.ModelInferRequest(model_name=model, id=str(doc.get("id") or "")[:10_000])
         for t in doc["inputs"]:
@@ -52,7 +53,8 @@ def translate(doc: Any, model: str, raw: bool) -> bytes | None:
             values = _flat(t.get("data", []))
             kind = t.get("datatype", "")
             if raw:
-                m.raw_input_contents.append(np.asarray(values, dtype=NUMPY.get(kind, np.float32)).tobytes())
+                with np.errstate(all="raise"):
+                    m.raw_input_contents.append(np.asarray(values, dtype=NUMPY.get(kind, np.float32)).tobytes())
             else:
                 getattr(inp.contents, FIELD.get(kind, "fp32_contents")).extend(values)
         for o in doc.get("outputs") or []:

@@ -189,3 +189,48 @@ def test_lying_sizes_are_refused_before_any_byte_is_read():
     body, headers = BINARY["size_short"]
     with pytest.raises(Exception, match="needs 16"):
         decode_request(body, FakeModel().inputs, [], 1 << 22, 32, headers["inference-header-content-length"])
+
+
+class ImageModel(FakeModel):
+    """(batch, 3, 224, 224) FP32 -> (batch, 3): the mean of each channel."""
+
+    def __init__(self) -> None:
+        super().__init__([Spec("images", "float32", ("batch", 3, 224, 224))], [Spec("means", "float32", ("batch", 3))])
+
+    def run(self, inputs):
+        self._check(inputs)
+        return {"means": inputs["images"].mean(axis=(2, 3), dtype=np.float64).astype(np.float32)}
+
+
+def test_a_16_image_batch_over_8_mib_passes_with_a_raised_per_model_limit():
+    """16 x 3 x 224 x 224 FP32 = 9.6 MB of binary data: 413 under the 8 MiB default, 200 for the
+    model whose limit is raised in `model_settings` (REST binary and gRPC alike)."""
+    import socket
+
+    import tritonclient.grpc as tg
+
+    images = np.random.default_rng(1).random((16, 3, 224, 224), dtype=np.float32)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = ServeSettings(replicas=1, healing=False, grpc_port=port,
+                             model_settings={"big": {"max_body_bytes": 32 << 20}})  # fmt: skip
+    with TestClient(create_app({"small": ImageModel, "big": ImageModel}, settings, seed=0)) as c:
+        i = th.InferInput("images", list(images.shape), "FP32")
+        i.set_data_from_numpy(images)
+        body, n = th.InferenceServerClient.generate_request_body([i])
+        headers = {"Inference-Header-Content-Length": str(n)}
+        assert len(body) > 8 << 20
+        r = c.post("/v2/models/small/infer", content=body, headers=headers)
+        assert r.status_code == 413 and "8388608-byte limit" in r.json()["error"]
+        r = c.post("/v2/models/big/infer", content=body, headers=headers)
+        result = th.InferenceServerClient.parse_response_body(
+            r.content, header_length=int(r.headers["inference-header-content-length"])
+        )
+        np.testing.assert_allclose(result.as_numpy("means"), images.mean(axis=(2, 3)), rtol=1e-5)
+        g = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        gi = tg.InferInput("images", list(images.shape), "FP32")
+        gi.set_data_from_numpy(images)
+        np.testing.assert_allclose(g.infer("big", [gi]).as_numpy("means"), images.mean(axis=(2, 3)), rtol=1e-5)
+        with pytest.raises(Exception, match="RESOURCE_EXHAUSTED"):
+            g.infer("small", [gi])

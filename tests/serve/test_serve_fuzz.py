@@ -51,6 +51,25 @@ def test_fuzzed_requests_in_process_never_get_a_5xx(compiled):
         assert 'code="5' not in c.get("/metrics").text
 
 
+def test_fuzzed_binary_requests_in_process_never_get_a_5xx(compiled):
+    """Binary-extension requests, valid and lying (sizes, header length, cut, extra or flipped
+    bytes, NaN, swapped tensors, data beside a size, no header): no 5xx, the valid ones 200."""
+    app = create_app({name: path for name, (path, _) in compiled.items()}, SETTINGS)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        meta = {name: c.get(f"/v2/models/{name}").json() for name in compiled}
+        fz = HttpFuzzer(meta, seed=0)
+        assert list(fz.binary_cases(50)) == list(HttpFuzzer(meta, seed=0).binary_cases(50))
+        by_op: dict[str, Counter[int]] = {}
+        for case in fz.binary_cases(1000):
+            r = c.request(case.method, case.path, content=case.body, headers=case.header_bytes())
+            by_op.setdefault(case.label, Counter())[r.status_code] += 1
+        assert all(code < 500 for counts in by_op.values() for code in counts), by_op
+        assert set(by_op["binary:valid"]) == {200}
+        for op in ("binary:size", "binary:cut", "binary:extend", "binary:data_too", "binary:no_header"):
+            assert set(by_op[op]) <= {400, 413} and by_op[op][400] > 0, (op, by_op[op])
+        assert 'code="5' not in c.get("/metrics").text
+
+
 def _send(base: str, case: Case, client: httpx.Client) -> int | None:
     """The status, or None when the client library itself refuses to send the case."""
     try:

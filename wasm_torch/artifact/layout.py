@@ -23,6 +23,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # entry points and symbol names
 TENSOR_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 DTYPES = ("float32", "int64", "int32", "uint8", "int8", "bool")  # numpy names the compiler writes
+WEIGHT_DTYPES = (*DTYPES, "float16")  # weights may also be IEEE halves (fp16 weights); inputs and outputs not
 
 # limits
 MAX_MANIFEST_BYTES = 16 << 20

@@ -38,6 +38,7 @@ from .layout import (
     SIGNATURE,
     TENSOR_NAME_RE,
     WASM,
+    WEIGHT_DTYPES,
     WEIGHTS,
 )
 from .safeio import check_name
@@ -148,8 +149,8 @@ def _weights(c: _Ctx, raw: Any, weights_bytes: int) -> None:
         c.obj(w, f, {"name", "dtype", "shape", "offset"})
         if not isinstance(w["name"], str) or not 0 < len(w["name"]) <= 256:
             raise c.bad(f"{f}.name", "must be a string of 1-256 characters")
-        if w["dtype"] not in DTYPES:
-            raise c.bad(f"{f}.dtype", f"= {str(w['dtype'])[:40]!r} is not one of {list(DTYPES)}")
+        if w["dtype"] not in WEIGHT_DTYPES:
+            raise c.bad(f"{f}.dtype", f"= {str(w['dtype'])[:40]!r} is not one of {list(WEIGHT_DTYPES)}")
         dims = c.list_(w["shape"], f"{f}.shape", MAX_RANK)
         shape = [c.int_(d, f"{f}.shape[{k}]", 0, MAX_DIM) for k, d in enumerate(dims)]
         off = c.int_(w["offset"], f"{f}.offset")

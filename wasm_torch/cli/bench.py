@@ -17,6 +17,7 @@ from ..errors import DependencyError
 from .common import non_negative_int, positive_float, positive_int, require_extra
 
 PEERS = ("onnx", "onnxscript", "onnxruntime", "matplotlib")
+DEFAULT_OUT = "bench/results/latest.json"
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
@@ -30,6 +31,15 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from ..benchmark import bench
 
     models = [m for spec in a.models or [] for m in spec.split(",") if m]
+    if a.quant:  # reduced-precision weights: ours f32 / fp16 / int8 vs ONNX Runtime's int8 (docs/quantization.md)
+        from ..benchmark.quant import bench_quant
+
+        out = Path("bench/results/quant.json") if a.out == DEFAULT_OUT else Path(a.out)
+        quick = {"warmup": 1, "repeat": 3} if a.quick else {}
+        bench_quant(models or None, out, warmup=quick.get("warmup", a.warmup if a.warmup is not None else 3),
+                    repeat=quick.get("repeat", a.repeat or 20), max_seconds=a.max_seconds or 20.0, node_dir=a.node_dir,
+                    work_dir=a.work_dir, command="wasm-torch bench --quant" + (f" --models {','.join(models)}" if models else ""))
+        return 0
     options = {"warmup": a.warmup, "repeat": a.repeat, "max_seconds": a.max_seconds, "threads": a.threads}
     options = {k: v for k, v in options.items() if v is not None}
     given = {
@@ -68,7 +78,8 @@ def _thread_counts(text: str) -> tuple[int, ...]:
 def add_parsers(sub: Any) -> None:
     b = sub.add_parser("bench", help="ours vs ONNX Runtime Web / ONNX Runtime / PyTorch at 1 and 2 threads")
     b.add_argument("--models", action="append", help="comma-separated suite names (repeatable; default: all)")
-    b.add_argument("--out", default="bench/results/latest.json", help="JSON to write (the PNG goes beside it)")
+    b.add_argument("--out", default=DEFAULT_OUT, help="JSON to write (the PNG goes beside it; with --quant: "
+                   "bench/results/quant.json)")
     b.add_argument("--png", type=Path, help="chart path (default: --out with .png)")
     b.add_argument("--repeat", type=positive_int, help="timed rounds per model (default 20)")
     b.add_argument("--warmup", type=non_negative_int, help="untimed rounds first (default 3)")
@@ -78,4 +89,6 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--no-peak", action="store_true", help="skip measuring the SIMD128 peak (no %% of peak column)")
     b.add_argument("--node-dir", type=Path, help="folder with node_modules/onnxruntime-web (default bench/node)")
     b.add_argument("--work-dir", type=Path, help="keep the compiled artifacts and ONNX files here (default: a temp dir)")
+    b.add_argument("--quant", action="store_true", help="the reduced-precision suite instead: ours f32 / fp16 / int8 vs "
+                   "ONNX Runtime (Web and native) f32 and quantize_dynamic int8, one thread, with accuracy columns")
     b.set_defaults(fn=cmd_bench, parser=b)

@@ -95,7 +95,7 @@ def _torch_dtype(name: str) -> Any:
 
     from ..compiler.ir.graph import DTYPES
 
-    allowed = sorted(str(dt) for dt in DTYPES.values())  # numpy names == torch names for these
+    allowed = sorted(str(dt) for k, dt in DTYPES.items() if k != "f16")  # numpy names == torch names
     if name in NOT_YET:
         raise CompileError(
             f"--dtype {name}: not supported yet — the compiler computes in float32 and the integer "
@@ -220,6 +220,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
             atol=a.atol,
             rtol=a.rtol,
             stages=analyze_cli.stage_options(a),
+            **_quantize_kwargs(a, example),
         )
     if a.stages:  # a pipeline folder: analyze/cli.py prints it
         return analyze_cli.report_pipeline(art)
@@ -233,7 +234,14 @@ def cmd_compile(a: argparse.Namespace) -> int:
         f"wrote {art.path}: model.wasm {art.code_bytes:,} B, weights {art.weights_bytes:,} B, "
         f"arena {art.manifest.arena_bytes:,} B"
     )
-    if v:
+    if v and a.quantize:
+        top1 = "n/a" if v.get("top1") is None else format(v["top1"], ".4f")
+        print(
+            f"checked against PyTorch float32 ({a.quantize} weights): cosine {v['cosine']:.6f} (bar "
+            f"{v['bar']['min_cosine']}), argmax agreement {top1}, max abs error {v['max_abs_err']:.3g} at output "
+            f"scale {v['scale']:.3g}"
+        )
+    elif v:
         print(
             f"checked against PyTorch: max abs error {v['max_abs_err']:.3g} at output scale {v['scale']:.3g} "
             f"(relative to scale {'n/a' if v.get('rel_err') is None else format(v['rel_err'], '.3g')}; "
@@ -242,6 +250,34 @@ def cmd_compile(a: argparse.Namespace) -> int:
     for w in ours:
         print(f"warning: {w.message}", file=sys.stderr)
     return 0
+
+
+def _quantize_kwargs(a: argparse.Namespace, example: tuple) -> dict[str, Any]:
+    """--quantize / --calibration / --min-cosine / --min-top1 as compile() keywords, checked here."""
+    import torch
+
+    if not a.quantize:
+        extra = [f for f, v in (("--calibration", a.calibration), ("--min-cosine", a.min_cosine),
+                                ("--min-top1", a.min_top1)) if v is not None]
+        if extra:
+            fail(a, f"{', '.join(extra)} only make sense with --quantize")
+        return {}
+    kw: dict[str, Any] = {"quantize": a.quantize, "min_cosine": a.min_cosine, "min_top1": a.min_top1}
+    if a.calibration:
+        if a.quantize != "int8-static":
+            fail(a, "--calibration is used by --quantize int8-static only")
+        if len(a.calibration) != len(example):
+            fail(a, f"--calibration: the model has {len(example)} input(s); give one .npy per input, in order "
+                    f"(got {len(a.calibration)})")
+        batches = [load_npy(p, "calibration") for p in a.calibration]
+        counts = {b.shape[0] if b.ndim else 0 for b in batches}
+        if len(counts) != 1 or 0 in counts:
+            fail(a, "--calibration: every file must stack the same number (>= 1) of samples on its first axis, "
+                    f"got {[list(b.shape) for b in batches]}")
+        kw["calibration"] = [tuple(torch.from_numpy(b[i].copy()) for b in batches) for i in range(counts.pop())]
+    elif a.quantize == "int8-static":
+        fail(a, "--quantize int8-static needs --calibration FILE.npy (a batch of real inputs per model input)")
+    return kw
 
 
 # ---- run -----------------------------------------------------------------------------------------
@@ -299,7 +335,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     v = r.get("validation")
     if isinstance(v, dict) and "max_abs_err" in v:
         scale = f" at output scale {v['scale']:.3g}" if "scale" in v else ""
-        print(f"  checked against PyTorch: max abs error {v['max_abs_err']:.3g}{scale}")
+        fmt = f" ({v['format']} weights: cosine {v['cosine']})" if isinstance(v.get("format"), str) else ""
+        print(f"  checked against PyTorch: max abs error {v['max_abs_err']:.3g}{scale}{fmt}")
     return 0
 
 
@@ -355,6 +392,25 @@ def add_parsers(sub: Any) -> None:
     c.add_argument(
         "-v", "--verbose", action="store_true", help="also print PyTorch's warnings from tracing (hidden otherwise)"
     )
+    c.add_argument(
+        "--quantize",
+        choices=("fp16", "int8", "int8-static"),
+        help="weights in reduced precision (docs/quantization.md): fp16 halves, int8 with dynamic activation "
+        "ranges, or int8-static (convolution ranges calibrated from --calibration); checked against PyTorch "
+        "float32 by cosine instead of --atol/--rtol",
+    )
+    c.add_argument(
+        "--calibration",
+        action="append",
+        type=existing_file,
+        metavar="FILE.npy",
+        help="int8-static calibration inputs: per model input (repeat, in order) a .npy holding a batch of samples "
+        "stacked on a new first axis, each shaped like that example input",
+    )
+    c.add_argument("--min-cosine", type=float, metavar="C", help="with --quantize: the least cosine with PyTorch "
+                   "float32 to accept (default: 0.999 fp16, 0.97 int8)")
+    c.add_argument("--min-top1", type=float, metavar="F", help="with --quantize: the least fraction of rows whose "
+                   "argmax agrees with PyTorch (default: not checked)")
     analyze_cli.add_stage_flags(c)  # --stages K, --tolerance, --memory-cap
     c.set_defaults(fn=cmd_compile, parser=c)
 

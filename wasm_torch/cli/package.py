@@ -8,13 +8,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import existing_dir, existing_file
+from .common import existing_dir, existing_file, fail
 
 
 def cmd_package(a: argparse.Namespace) -> int:
     from ..deploy.web import package_site
 
-    site = package_site(a.artifact, a.web, vocab=a.vocab)
+    also: dict[str, str] = {}
+    for item in a.also or []:
+        label, _, path = item.partition("=")
+        if not label or not path or label in also:
+            fail(a, f"--also {item!r}: expected LABEL=ARTIFACT (e.g. int8=out/minilm-int8), each label once")
+        also[label] = path
+    site = package_site(a.artifact, a.web, vocab=a.vocab, also=also)
     print(f"wrote {site}/  ->  python {site}/serve.py 8000  then open http://127.0.0.1:8000/")
     return 0
 
@@ -27,5 +33,11 @@ def add_parsers(sub: Any) -> None:
         "--vocab",
         type=existing_file,
         help="WordPiece vocab.txt for the text demo page (default: MiniLM's, if the artifact is minilm)",
+    )
+    k.add_argument(
+        "--also",
+        action="append",
+        metavar="LABEL=ARTIFACT",
+        help="another build of the same model the page offers (?model=LABEL), e.g. int8=out/minilm-int8 (repeat)",
     )
     k.set_defaults(fn=cmd_package, parser=k)

@@ -113,7 +113,8 @@ def settings_from_flags(a: argparse.Namespace) -> ServeSettings:
         "grpc_port": {"grpc_port", "no_grpc", "ray"}, "grpc_host": {"host"}, "model_control": {"model_control"},
         "repository_poll_s": {"repository_poll"},
     }  # fmt: skip
-    return load_settings(Path(a.config), **{k: v for k, v in flags.items() if dest_of[k] & given})
+    cli_defaults = {"grpc_port": flags["grpc_port"], "grpc_host": flags["grpc_host"]}  # not ServeSettings'
+    return load_settings(Path(a.config), cli_defaults, **{k: v for k, v in flags.items() if dest_of[k] & given})
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
@@ -122,6 +123,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         fail(a, f"--min-replicas {a.min_replicas} is above --max-replicas {a.max_replicas}")
     if a.max_replicas is not None and not a.ray:
         fail(a, "--min-replicas/--max-replicas autoscale Ray replicas: add --ray")
+    if a.ray and "grpc_port" in getattr(a, EXPLICIT, set()):
+        fail(a, "gRPC is not served under --ray (Ray Serve's proxy serves HTTP); drop --grpc-port")
     settings = settings_from_flags(a)
     if settings.grpc_port is not None and importlib.util.find_spec("grpc") is None:
         raise DependencyError("gRPC needs grpcio, which is not installed: pip install grpcio (or pass --no-grpc)")

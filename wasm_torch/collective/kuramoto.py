@@ -100,7 +100,7 @@ def simulate(
         z = np.mean(np.exp(1j * th))
         return omega + coupling * np.imag(z * np.exp(-1j * th))
 
-    steps = int(round(t_end / dt))
+    steps = round(t_end / dt)
     start = int(steps * average_from)
     acc, k = 0.0, 0
     for s in range(steps):
@@ -151,19 +151,22 @@ class PhaseBoard:
     benchmark). Not thread-safe: the coordinator calls it under its writer lock."""
 
     def __init__(self, period_s: float, coupling: float = 0.5, horizon_periods: float = 2.0,
-                 harmonics: int | None = None) -> None:  # fmt: skip
+                 harmonics: int | None = None, expect: bool = True) -> None:  # fmt: skip
         if not period_s > 0:
             raise CollectiveError(f"period_s must be > 0, got {period_s}")
-        if not 0 <= coupling <= 1:
-            raise CollectiveError(f"coupling must be in [0, 1] (0 = off, 1 = full correction), got {coupling}")
+        if not 0 <= coupling <= 2:
+            raise CollectiveError(f"coupling must be in [0, 2] (0 = off, 2 = straight to the slot), got {coupling}")
         if harmonics is not None and harmonics < 1:
             raise CollectiveError("harmonics must be >= 1, or None for the exact sawtooth")
         self.period_s, self.coupling, self.harmonics = float(period_s), float(coupling), harmonics
+        self.expect = expect
         self.horizon_s = horizon_periods * self.period_s
         self._last: dict[Hashable, tuple[float, float]] = {}  # node -> (phase, time seen)
         self._sorted: list[float] = []
         self._sum = 0.0
+        self._z1 = 0j  # Σ exp(iθ_j): r₁ without an O(N) pass per heartbeat
         self._seen: deque[tuple[float, Hashable]] = deque()
+        self._updates = 0
 
     def __len__(self) -> int:
         return len(self._last)
@@ -177,6 +180,7 @@ class PhaseBoard:
             i = bisect.bisect_left(self._sorted, old[0])
             del self._sorted[i]
             self._sum -= old[0]
+            self._z1 -= complex(math.cos(old[0]), math.sin(old[0]))
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.horizon_s
@@ -189,23 +193,32 @@ class PhaseBoard:
     def observe(self, node: Hashable, t_s: float) -> PhaseAdvice:
         """Record a heartbeat from `node` arriving at time t_s (seconds, the coordinator's clock)."""
         self._expire(t_s)
+        known = node in self._last
         self._remove(node)
         theta = self.phase_of(t_s)
-        if self.harmonics is None:
+        if not known:  # a node's first heartbeat (or the board's first period) only takes its place:
+            force = 0.0  # shifting on a half-filled board would aim at slots that are already taken
+        elif self.harmonics is None:
             force = spread_force(self._sorted, self._sum, theta)
         else:
             force = harmonic_force(np.asarray(self._sorted), theta, self.harmonics)
-        shift = self.coupling * force / TWO_PI * self.period_s
+        step = self.coupling * force
+        shift = step / TWO_PI * self.period_s
+        if self.expect:  # record where the node will be (it applies the shift), not where it was
+            theta = (theta + step) % TWO_PI
         bisect.insort(self._sorted, theta)
         self._sum += theta
+        self._z1 += complex(math.cos(theta), math.sin(theta))
         self._last[node] = (theta, t_s)
         self._seen.append((t_s, node))
-        if len(self._sorted) > 4 * len(self._last) + 64:  # rounding drift guard: recompute the sum
+        self._updates += 1
+        if self._updates % 4096 == 0:  # rounding drift guard: recompute the running sums now and then
             self._sum = math.fsum(self._sorted)
-        return PhaseAdvice(theta, shift, order_parameter(np.asarray(self._sorted)), len(self._last))
+            self._z1 = complex(np.sum(np.exp(1j * np.asarray(self._sorted))))
+        return PhaseAdvice(theta, shift, self.order(), len(self._last))
 
     def order(self) -> float:
-        return order_parameter(np.asarray(self._sorted)) if self._sorted else 0.0
+        return abs(self._z1) / len(self._sorted) if self._sorted else 0.0
 
 
 # ---- simulation at scale ------------------------------------------------------------------------------
@@ -223,6 +236,7 @@ class HeartbeatSim:
     delay_ms: float = 20.0  # median one-way delay (lognormal, sigma 0.5)
     bin_s: float = 0.1  # request-rate bins
     measure_periods: int = 10  # peak-to-mean over the last this many periods
+    expect: bool = True  # the board records each node's phase after its shift (PhaseBoard.expect)
     seed: int = 0
 
 
@@ -242,7 +256,7 @@ def heartbeat_sim(cfg: HeartbeatSim) -> dict[str, object]:
     rate = 1.0 + rng.uniform(-cfg.drift, cfg.drift, n)  # node clock periods are T * rate
     first = rng.uniform(0, cfg.herd_s, n) if cfg.start == "herd" else rng.uniform(0, T, n)
     harmonics = 1 if cfg.strategy == "kuramoto-h1" else None
-    board = PhaseBoard(T, cfg.coupling, harmonics=harmonics) if cfg.strategy.startswith("kuramoto") else None
+    board = PhaseBoard(T, cfg.coupling, harmonics=harmonics, expect=cfg.expect) if cfg.strategy.startswith("kuramoto") else None
     mu = math.log(cfg.delay_ms / 1000.0)
     end = cfg.periods * T
     heap = [(float(first[i]), i) for i in range(n)]
@@ -276,7 +290,7 @@ def heartbeat_sim(cfg: HeartbeatSim) -> dict[str, object]:
 
 
 def _peak_to_mean(arrivals: np.ndarray, lo: float, hi: float, bin_s: float) -> float:
-    bins = int(round((hi - lo) / bin_s))
+    bins = round((hi - lo) / bin_s)
     sel = arrivals[(arrivals >= lo) & (arrivals < hi)]
     if bins < 1 or sel.size == 0:
         return 0.0

@@ -25,6 +25,8 @@ REQUIRED_PASSES = ("eliminate_dead_code", "propagate_shapes")
 ELEMENTWISE_MODES = ("simd", "pragma", "scalar")
 MODEL_OPT = ("-Os", "-O2", "-O3")
 KERNEL_OPT = ("-O2", "-O3")
+# Reduced-precision weights (passes/quantize.py, docs/quantization.md); None keeps float32.
+QUANTIZE = (None, "fp16", "int8", "int8-static")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class CompileOptions:
     # wasmtime and Chromium than plain SIMD128 (docs/compiler.md "Relaxed SIMD"); the autotuner tries it.
     threads: bool = True
     relaxed: bool = False
+    # Weights in reduced precision: "fp16" (halves, float32 compute), "int8" (int8 weights, int8 GEMMs
+    # and convolutions with per-row / per-image dynamic activation ranges), "int8-static" (int8 with
+    # convolution activation ranges calibrated from inputs given to compile()). Validation then checks
+    # agreement with PyTorch float32 against a per-format bar (compiler/quant_check.py). Not in
+    # search_space(): it changes the accuracy contract, so it is the user's choice, not the tuner's.
+    quantize: Literal[None, "fp16", "int8", "int8-static"] = None
 
     def __post_init__(self) -> None:
         passes = tuple(self.passes)
@@ -69,6 +77,13 @@ class CompileOptions:
         for name in ("threads", "relaxed"):
             if not isinstance(getattr(self, name), bool):
                 raise CompileError(f"CompileOptions.{name}={getattr(self, name)!r}: expected True or False")
+        if self.quantize not in QUANTIZE:
+            raise CompileError(f"CompileOptions.quantize={self.quantize!r}: expected one of {list(QUANTIZE)}")
+        if self.quantize and not {"pack_weights", "pack_conv"} <= set(passes):
+            raise CompileError(
+                f"CompileOptions.quantize={self.quantize!r} rewrites the packed GEMMs and convolutions: "
+                "keep the pack_weights and pack_conv passes"
+            )
 
     def without(self, *passes: str) -> CompileOptions:
         """These options with the named passes left out."""

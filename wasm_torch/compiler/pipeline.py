@@ -6,6 +6,7 @@ torch.export -> IR -> verify -> passes (each verified) -> memory plan -> C -> zi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -32,11 +33,12 @@ from ..artifact import (
     write_artifact,
 )
 from ..config import settings as load_settings
-from ..errors import ValidationError
+from ..errors import CompileError, QuantizationError, ValidationError
 from ..runtime import WasmModule
 from ..version import __version__
 from . import multibuild
 from .build import flags
+from .calibration import calibration_samples
 from .check import VacuousCheckWarning, compare, reference_outputs, vacuous_message
 from .codegen import ENTRY, generate_c
 from .codegen.dims import py_dim
@@ -47,6 +49,8 @@ from .ir import DTYPES, Graph, format_graph, verify
 from .ir.index_inputs import index_inputs
 from .options import CompileOptions
 from .passes import PASSES
+from .passes.quantize import quantize
+from .quant_check import AgreementBar, check_agreement
 
 
 def _stages(progress: bool | Callable[[str], None]) -> Callable[[str], Any]:
@@ -86,13 +90,17 @@ def _keep_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = training  # per module, not .train(): that would recurse into the children
 
 
-def run_passes(g: Graph, options: CompileOptions) -> Graph:
+def run_passes(g: Graph, options: CompileOptions, calibration: list[dict[str, Any]] | None = None) -> Graph:
     """The passes `options` selects, in order; each result is verified, so a broken pass is caught
-    where it happens."""
+    where it happens. With options.quantize, the weights are quantized right after pack_conv
+    (passes/quantize.py; calibration: the int8-static inputs, as calibration.calibration_samples gives them)."""
     for name, run_pass in PASSES:
         if name in options.passes:
             g = run_pass(g)
             verify(g, name)
+        if name == "pack_conv" and options.quantize:  # 7-bit GEMM / conv weights for a relaxed build's dot
+            g = quantize(g, options.quantize, calibration, seven_bit=options.relaxed)
+            verify(g, "quantize")
     return g
 
 
@@ -136,6 +144,10 @@ def compile(
     validate: bool = True,
     progress: bool | Callable[[str], None] = False,
     stages: Any = None,
+    quantize: str | None = None,
+    calibration: Any = None,
+    min_cosine: float | None = None,
+    min_top1: float | None = None,
 ) -> Artifact:
     """Compile `model` to a wasm artifact folder at `out_dir`, checked against PyTorch first.
 
@@ -149,11 +161,19 @@ def compile(
     `VacuousCheckWarning` says so. The model is traced and checked in eval mode; every submodule's
     train/eval mode is restored afterwards. out_dir is replaced only if it is new, empty or an earlier
     artifact (never a folder of yours: ArtifactError).
+
+    quantize: "fp16" | "int8" | "int8-static" (the same as CompileOptions(quantize=...)): weights in
+    reduced precision (docs/quantization.md); calibration: int8-static's inputs, a list of samples shaped
+    like example_inputs. The check against PyTorch is then an agreement bar instead of atol/rtol:
+    cosine >= min_cosine (default per format) and, when given, argmax agreement >= min_top1.
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
-    options = options or CompileOptions()
+    options = _with_quantize(options or CompileOptions(), quantize, calibration)
+    bar = AgreementBar.for_format(options.quantize, min_cosine, min_top1) if options.quantize else None
+    if stages is not None and options.quantize:
+        raise CompileError("stages and quantize together are not supported yet: compile the stages in float32")
     out_dir = Path(out_dir)
     name = name or out_dir.name or type(model).__name__
     check_target(out_dir)  # before the work, so an output folder publish() would refuse fails fast
@@ -166,7 +186,8 @@ def compile(
         verify(g, "frontend")
     step("export")
     with _timed(t, "passes"):
-        g = run_passes(g, options)
+        samples = calibration_samples(calibration, g) if calibration is not None else None
+        g = run_passes(g, options, samples)
     step("passes")
     if stages is not None:  # min-cut pipeline stages, one artifact each (compiler/partition.py)
         from .partition import compile_pipeline
@@ -205,10 +226,11 @@ def compile(
         }
         if validate:  # refuse to write an artifact that disagrees with PyTorch
             with _timed(t, "validate"):
-                report["validation"] = _validate(model, example_inputs, tmp, atol, rtol)
+                report["validation"] = _validate(model, example_inputs, tmp, atol, rtol, bar, options.quantize)
             add_manifest_fields(tmp, {"validation": report["validation"]})
             with _timed(t, "validate_variants"):  # threaded builds bit-identical, relaxed within tolerance
-                multibuild.record(tmp, multibuild.validate(model, example_inputs, tmp, options, atol, rtol))
+                agree = None if bar is None else (lambda got, want, what: check_agreement(got, want, options.quantize, bar, what))
+                multibuild.record(tmp, multibuild.validate(model, example_inputs, tmp, options, atol, rtol, agree))
         step("validate")
         publish(tmp, out_dir)  # replaces out_dir only if it is empty or one of our artifacts
     finally:
@@ -254,13 +276,30 @@ def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, opt
     )
 
 
+def _with_quantize(options: CompileOptions, quantize: str | None, calibration: Any) -> CompileOptions:
+    """options with compile(quantize=...) applied; calibration only with int8-static."""
+    if quantize is not None:
+        if options.quantize not in (None, quantize):
+            raise CompileError(f"quantize={quantize!r} but options.quantize={options.quantize!r}: give one")
+        options = dataclasses.replace(options, quantize=quantize)
+    if calibration is not None and options.quantize != "int8-static":
+        raise QuantizationError(
+            f"calibration inputs are used by quantize='int8-static' only (quantize={options.quantize!r}): "
+            "pass quantize='int8-static', or leave calibration out"
+        )
+    return options
+
+
 def _validate(
-    model: torch.nn.Module, inputs: tuple, folder: Path, atol: float, rtol: float
+    model: torch.nn.Module, inputs: tuple, folder: Path, atol: float, rtol: float,
+    bar: AgreementBar | None = None, fmt: str | None = None,
 ) -> dict[str, Any]:
     want = reference_outputs(model, inputs)
     mod = WasmModule(folder)
     got = mod(*[x.detach().cpu().numpy() for x in inputs])
     got = list(got) if isinstance(got, tuple) else [got]
+    if bar is not None and fmt is not None:  # reduced-precision weights: cosine / top-1 instead of atol/rtol
+        return check_agreement(got, want, fmt, bar)
     res = compare(got, want, atol, rtol)
     res.update(atol=atol, rtol=rtol)
     if (msg := vacuous_message(res, atol, rtol)) is not None:

@@ -136,6 +136,13 @@ class Generator:
         """Start a new sequence (nothing is cleared: positions >= length are never read)."""
         self.length, self.tokens = 0, []
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` positions (rewind, e.g. to regenerate from there); the rows after
+        them are written again before anything reads them."""
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= self.length:
+            raise InputError(f"{self.name}: truncate({length!r}): expected an integer in [0, {self.length}]")
+        self.length, self.tokens = int(length), self.tokens[: int(length)]
+
     def feed(self, ids: Any) -> np.ndarray:
         """Run the new tokens `ids` at positions length.. and return the last one's logits [vocab]."""
         new = token_ids(ids, self.vocab_size, "tokens to feed")

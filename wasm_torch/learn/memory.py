@@ -14,7 +14,9 @@ Files in the folder (all pickle-free):
 `pre_query` ranks configurations by the distance-weighted mean log-gain they achieved on the
 nearest stored patterns (a configuration a neighbour never tried counts as no gain), so a
 configuration that helped several similar models ranks above one that helped a single distant
-one. Patterns recorded since the last `background_learn` are searched exactly, so a fresh
+one. Each neighbour's median log-gain for a configuration measured n times is shrunk by n/(n+1)
+towards no gain: on a noisy machine a single lucky trial should not outrank a gain that was
+measured again (the tuner records its confirmation runs too). Patterns recorded since the last `background_learn` are searched exactly, so a fresh
 outcome is useful at once, before any re-clustering.
 """
 
@@ -172,7 +174,9 @@ class PatternMemory:
                 for (sp, cfg), gains in self._gains[key].items():
                     if space is not None and sp != space:
                         continue
-                    scores[cfg] += w * math.log(statistics.median(gains))  # small lists: no numpy overhead
+                    # shrunk towards "no gain" by n/(n+1): one lucky measurement counts half
+                    n = len(gains)
+                    scores[cfg] += w * math.log(statistics.median(gains)) * n / (n + 1)
                     support[cfg].append((key, d))
             ranked = sorted(scores, key=lambda c: scores[c] / wsum, reverse=True)[:k]
             return [

@@ -12,7 +12,8 @@ Order of a run:
 3. Optuna's TPE sampler proposes the rest (ask/tell, so a configuration measured once is never
    measured again); a percentile pruner stops a trial whose running ratio after ten rounds is in
    the worst quarter of what earlier trials had at that point;
-4. every measurement is recorded at once: `post_query` (fsynced), one MicroLoRA step;
+4. every measurement is recorded at once: `post_query` (fsynced), one MicroLoRA step (the
+   confirmation runs of step 5 too);
 5. the best is re-measured (`confirm` more interleaved runs, each with fresh instances of both
    artifacts) and kept only if every run finds it faster and the upper 95 % bootstrap bound of the
    pooled ratio is below 1 (measure.py); otherwise the result is the default configuration with
@@ -86,6 +87,7 @@ class TuneResult:
     trials: list[Trial] = field(default_factory=list)
     pattern_key: str = ""
     seconds: float = 0.0
+    confirm_runs: list[Measurement] = field(default_factory=list)  # the runs pooled into `confirm`
 
     @property
     def measured(self) -> int:
@@ -303,6 +305,9 @@ class Tuner:
             )
         # confirm=0: judge the winner on its own search measurement (biased towards luck: see above)
         runs = [self.measurer.measure(best.config) for _ in range(confirm)] or [best.measurement]
+        if self.learn and confirm > 0:
+            for r in runs:  # re-measurements are outcomes too: the memory learns the winner's real gain
+                self._remember(best.config, r)
         pooled = runs[0]
         for r in runs[1:]:
             pooled = pooled.merged(r)
@@ -318,6 +323,7 @@ class Tuner:
             1.0 / best.ratio,
             self.trials,
             self.pattern.key,
+            confirm_runs=runs if confirm > 0 else [],
         )
 
     def _learn_moves(self) -> None:

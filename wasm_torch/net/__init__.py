@@ -11,6 +11,10 @@ nodes, validate replicas by hash, and pay in credits kept in a CRDT ledger (docs
     coordinator.py the FastAPI app                       node.py      the Python node
     client.py      HTTP with retries                     submit.py    submit / watch / fetch a job
     sim.py         seeded simulation of validation and credit at scale (bench/net_sim.py)
+    governance.py  signed proposals and votes in the ledger, tally at a stake snapshot, execute once
+    agree.py       Byzantine agreement among coordinators on each proposal (spikes over gossip)
+    share.py       private pattern sharing: DP summaries in ML-KEM-768 + AES-256-GCM boxes (node side)
+    mailbox.py     the coordinator's mailbox for those boxes
     cli.py         `wasm-torch coordinator | node | ledger | job`
     web/           browser node page + worker, coordinator progress page
 

@@ -7,6 +7,8 @@ wasm-torch job submit out/mlp x.npy --coordinator URL --key keys/me.key [--batch
 wasm-torch job watch JOB --coordinator URL          wasm-torch job fetch JOB --coordinator URL -o y.npy
 wasm-torch ledger balance ACCOUNT --coordinator URL | root | grant ACCOUNT CREDITS --key operator.key
 wasm-torch ledger params --coordinator URL [--set k=v --key operator.key] | verify --db URL [--peer-key k.pub]
+wasm-torch gov propose --coordinator URL --key me.key --set replication=3 [--title why] | vote PID yes|no
+          --coordinator URL --key me.key | list --coordinator URL | show PID --coordinator URL
 
 Kept apart from cli.py so the main parser gains one line; heavy imports (fastapi, uvicorn,
 sqlalchemy) happen inside the command functions.
@@ -166,6 +168,33 @@ def cmd_ledger(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gov(a: argparse.Namespace) -> int:
+    http = _http(a.coordinator)
+    if a.gov_cmd == "list":
+        print(json.dumps(http.get("/v1/gov/proposals"), indent=1))
+        return 0
+    if a.gov_cmd == "show":
+        print(json.dumps(http.get(f"/v1/gov/proposals/{a.proposal}"), indent=1))
+        return 0
+    from .governance import proposal_doc, vote_doc
+    from .params import NetworkParams
+    from .wire import Signer
+
+    if a.gov_cmd == "propose":  # check the flags before contacting anyone
+        if not a.set:
+            raise SystemExit("a proposal needs at least one --set NAME=VALUE")
+        changes = dict(NetworkParams.parse_assignment(s) for s in a.set)
+    signer = Signer.from_file(a.key)
+    to = http.get("/v1/info")["coordinator"]
+    if a.gov_cmd == "propose":
+        msg = {"type": "gov-propose", "doc": proposal_doc(signer, changes, a.title)}
+        print(json.dumps(http.post("/v1/gov/propose", signer.seal(msg, to)), indent=1))
+    else:
+        msg = {"type": "gov-vote", "doc": vote_doc(signer, a.proposal, a.choice)}
+        print(json.dumps(http.post("/v1/gov/vote", signer.seal(msg, to)), indent=1))
+    return 0
+
+
 def _verify(a: argparse.Namespace) -> int:
     """Offline: read a coordinator database, verify every entry's signature, print root and totals."""
     import sqlalchemy as sa
@@ -261,6 +290,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coordinator", required=True)
     p.add_argument("--set", action="append", default=[], help="NAME=VALUE (repeat)")
     p.add_argument("--key", help="operator private key (needed with --set)")
+    gv = sub.add_parser("gov", help="governance: propose parameter changes, vote with your stake")
+    gsub = gv.add_subparsers(dest="gov_cmd", required=True)
+    gp = gsub.add_parser("propose", help="propose new values for governable network parameters")
+    gp.add_argument("--coordinator", required=True, help="URL of the coordinator that admits the proposal")
+    gp.add_argument("--key", required=True, help="your Ed25519 key (an account holding stake)")
+    gp.add_argument("--set", action="append", default=[], help="NAME=VALUE (repeat): replication, price_floor, ...")
+    gp.add_argument("--title", default="", help="one line saying why")
+    gvote = gsub.add_parser("vote", help="vote on a proposal (one vote per member)")
+    gvote.add_argument("proposal", help="proposal id (64 hex, from `gov list`)")
+    gvote.add_argument("choice", choices=["yes", "no"], help="yes or no")
+    gvote.add_argument("--coordinator", required=True, help="URL of any coordinator of the federation")
+    gvote.add_argument("--key", required=True, help="your Ed25519 key (stake at the proposal's snapshot counts)")
+    gl = gsub.add_parser("list", help="proposals, tallies so far, decisions")
+    gl.add_argument("--coordinator", required=True, help="coordinator URL")
+    gs = gsub.add_parser("show", help="one proposal")
+    gs.add_argument("proposal", help="proposal id")
+    gs.add_argument("--coordinator", required=True, help="coordinator URL")
+    gv.set_defaults(fn=cmd_gov)
+
     v = lsub.add_parser("verify", help="offline: verify every entry in a coordinator database")
     v.add_argument("--db", required=True)
     v.add_argument("--peer-key", action="append", default=[], help="public key of every issuer to accept")

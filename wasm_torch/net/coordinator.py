@@ -20,6 +20,11 @@ Routes (every POST except the artifact upload is a signed envelope, wire.py):
     POST /v1/ledger/grant | /v1/params   operator messages (coordinator key or --operator-key)
     POST /v1/gossip | /v1/gossip/push    peer coordinators (--peer-key)
     GET  /v1/evidence/{hash}        the signed results behind a slash
+    POST /v1/gov/propose | /v1/gov/vote  {doc}  signed proposals and votes (governance.py)
+    GET  /v1/gov/proposals[/{pid}] | /v1/gov/doc/{hash}   proposals, tallies, decisions; documents
+    POST /v1/agree                  {spikes}  agreement among coordinators (agree.py; peers only)
+    POST /v1/share/key | /v1/share/send | /v1/share/inbox, GET /v1/share/keys   the sealed-box
+                                    mailbox of private pattern sharing (share.py, mailbox.py)
 
 Errors are {"error": "..."} with the status of errors.py; the request handlers never let an
 exception escape as a 500 for anything a client can send.
@@ -41,7 +46,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import NetworkError
-from . import db, gossip
+from . import db, gossip, mailbox
+from .agree import Agreements, parse_spikes
 from .errors import (
     BadMessage,
     BadSignature,
@@ -52,10 +58,11 @@ from .errors import (
     UnknownObject,
     status_of,
 )
+from .governance import Governance
 from .jobs import Catalog
 from .scheduler import Scheduler
 from .store import Store
-from .wire import Envelope, b64d, b64e, hex_digest, key_id_of, now_ms, open_envelope, public_from_raw
+from .wire import Envelope, LongStr, b64d, b64e, hex_digest, key_id_of, now_ms, open_envelope, public_from_raw
 
 log = logging.getLogger("wasm_torch.net")
 WEB = Path(__file__).resolve().parent / "web"
@@ -75,6 +82,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "params": {"changes": dict},
     "gossip": {"root": str, "summary": dict},
     "push": {"entries": list},
+    "agree": {"spikes": list},
+    "gov-propose": {"doc": dict},
+    "gov-vote": {"doc": dict},
+    "share-key": {"kem": LongStr, "sig": str},
+    "share-send": {"recipient": str, "box": LongStr},
+    "share-inbox": {"ack": list},
 }
 
 
@@ -96,6 +109,9 @@ class Coordinator:
         self.operators = {store.signer.id: store.signer.public_raw, **(operator_keys or {})}
         self.peer_keys = {k: v for k, v in store.ledger.keys.items() if k != store.signer.id}
         self.gossip = gossip.Gossip(store, store.signer, list(peers))
+        self.agreements = Agreements(store.signer.id, list(store.ledger.keys))
+        self.governance = Governance(store, self.agreements)
+        self.gossip.hooks += [self._exchange_spikes, self._fetch_docs]
         self.sweep_s = sweep_s
         self._stop = threading.Event()
         self.publishers = []
@@ -122,8 +138,23 @@ class Coordinator:
             try:
                 with self.store.tx() as tx:
                     self.scheduler.expire(tx)
+                    mailbox.expire(tx)
             except Exception:  # a database hiccup must not kill the sweeper
                 log.exception("lease sweep failed")
+            try:
+                self.governance.tick()
+            except Exception:
+                log.exception("governance tick failed")
+
+    # ---- gossip hooks: agreement spikes and governance documents ride on the gossip rounds -----------
+    def _exchange_spikes(self, url: str, http: Any, peer: str) -> None:
+        out = self.agreements.outgoing()
+        got = http.post("/v1/agree", self.store.signer.seal({"type": "agree", "spikes": out}, peer))
+        if isinstance(got, dict):
+            self.agreements.receive(peer, parse_spikes(got.get("spikes", [])))
+
+    def _fetch_docs(self, url: str, http: Any, peer: str) -> None:
+        self.governance.sync_docs(http)
 
     # ---- authentication -----------------------------------------------------------------------
     def authenticate(self, body: bytes, kind: str, keys: Callable[[Envelope], bytes]) -> Envelope:
@@ -163,6 +194,15 @@ class Coordinator:
         if k is None:
             raise Forbidden(f"{env.sender} is not an operator of this coordinator")
         return k
+
+    def doc_key(self, env: Envelope) -> bytes:
+        """Key of a governance message: the document's own pubkey, which must be the sender's."""
+        doc = env.payload["doc"]
+        raw = b64d(doc.get("pubkey"), "document pubkey", 32)
+        public_from_raw(raw)
+        if key_id_of(raw) != env.sender:
+            raise BadSignature(f"the document's pubkey does not belong to sender {env.sender}")
+        return raw
 
     def peer_key(self, env: Envelope) -> bytes:
         k = self.peer_keys.get(env.sender)
@@ -225,6 +265,7 @@ class Coordinator:
             "jobs": [self.catalog.job_status(j) for j in job_ids], "nodes": nodes, "nodes_total": n_nodes,
             "ledger": ledger,
             "rejected": dict(self.scheduler.rejected), "peers": self.gossip.peer_stats(),
+            "heartbeat_order": round(self.scheduler.phases.order(), 4) if self.scheduler.phases else None,
         }  # fmt: skip
 
 
@@ -429,6 +470,60 @@ def create_app(coord: Coordinator) -> FastAPI:
 
         got = await envelope_route(request, "push", coord.peer_key, act)
         return {"merged": await run_in_threadpool(store.merge_entries, got)}
+
+    # ---- governance, agreement -----------------------------------------------------------------------
+    gov = coord.governance
+
+    @app.post("/v1/gov/propose")
+    async def propose(request: Request) -> Any:
+        return await envelope_route(request, "gov-propose", coord.doc_key,
+                                    lambda tx, env: gov.propose(tx, env.sender, env.payload["doc"]))  # fmt: skip
+
+    @app.post("/v1/gov/vote")
+    async def vote(request: Request) -> Any:
+        return await envelope_route(request, "gov-vote", coord.doc_key,
+                                    lambda tx, env: gov.vote(tx, env.sender, env.payload["doc"]))  # fmt: skip
+
+    @app.get("/v1/gov/proposals")
+    async def proposals() -> Any:
+        return {"proposals": await run_in_threadpool(gov.list)}
+
+    @app.get("/v1/gov/proposals/{pid}")
+    async def proposal(pid: str) -> Any:
+        return await run_in_threadpool(gov.summary, pid[:64])
+
+    @app.get("/v1/gov/doc/{h}")
+    async def gov_doc(h: str) -> Any:
+        doc = gov.docs.get(h[:64])
+        if doc is None:
+            raise UnknownObject(f"no governance document {h[:64]}")
+        return doc
+
+    @app.post("/v1/agree")
+    async def agree(request: Request) -> Any:
+        def act(tx: Any, env: Envelope) -> Any:
+            return env.sender, parse_spikes(env.payload["spikes"])
+
+        sender, spikes = await envelope_route(request, "agree", coord.peer_key, act)
+        used = await run_in_threadpool(coord.agreements.receive, sender, spikes)
+        return {"used": used, "spikes": coord.agreements.outgoing()}
+
+    # ---- private pattern sharing: a mailbox for sealed boxes ---------------------------------------
+    @app.post("/v1/share/key")
+    async def share_key(request: Request) -> Any:
+        return await envelope_route(request, "share-key", coord.node_key, mailbox.put_key)
+
+    @app.get("/v1/share/keys")
+    async def share_keys() -> Any:
+        return {"keys": await run_in_threadpool(mailbox.list_keys, store)}
+
+    @app.post("/v1/share/send")
+    async def share_send(request: Request) -> Any:
+        return await envelope_route(request, "share-send", coord.node_key, mailbox.send)
+
+    @app.post("/v1/share/inbox")
+    async def share_inbox(request: Request) -> Any:
+        return await envelope_route(request, "share-inbox", coord.node_key, mailbox.inbox)
 
     @app.get("/v1/evidence/{h}")
     async def evidence(h: str) -> Response:

@@ -142,6 +142,34 @@ evidence = sa.Table(
     sa.Column("created_ms", Big, nullable=False),
 )
 
+gov_docs = sa.Table(  # signed governance documents (proposals as admitted, votes), by sha256 (governance.py)
+    "gov_docs",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # proposal | vote
+    sa.Column("body", Txt, nullable=False),  # canonical JSON incl. signatures
+    sa.Column("created_ms", Big, nullable=False),
+)
+
+share_keys = sa.Table(  # nodes' ML-KEM-768 keys for private pattern sharing (share.py)
+    "share_keys",
+    metadata,
+    sa.Column("node", sa.String(64), primary_key=True),
+    sa.Column("kem", Txt, nullable=False),  # base64 ML-KEM-768 encapsulation key
+    sa.Column("sig", sa.String(128), nullable=False),  # the node's Ed25519 signature over it
+    sa.Column("ts", Big, nullable=False),
+)
+
+share_boxes = sa.Table(  # sealed boxes waiting for their recipient (the coordinator cannot open them)
+    "share_boxes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # sha256 of the box
+    sa.Column("recipient", sa.String(64), nullable=False, index=True),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("box", Txt, nullable=False),
+    sa.Column("created_ms", Big, nullable=False, index=True),
+)
+
 
 def normalise_url(url: str) -> str:
     """'coord.db' / 'sqlite:///coord.db' / 'postgresql://…' -> a SQLAlchemy URL with our drivers."""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import NetworkError
 from .client import Http, PeerStats, Refused
 from .errors import BadEntry, BadMessage, Unreachable
 from .ledger import Entry
@@ -76,6 +77,8 @@ class Gossip:
         self.stats: dict[str, dict[str, Any]] = {url: {"rounds": 0, "in": 0, "out": 0} for url in self.peers}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # called after every round with (url, http, peer id): agreement spikes and governance documents
+        self.hooks: list[Callable[[str, Http, str], None]] = []
 
     def start(self) -> None:
         if self.peers and self._thread is None:
@@ -92,6 +95,17 @@ class Gossip:
                     self.round(url)
                 except (Unreachable, Refused, BadMessage, BadEntry) as e:
                     self.http[url].stats.last_error = str(e)[:300]
+                self.run_hooks(url)
+
+    def run_hooks(self, url: str) -> None:
+        peer = self.peer_ids.get(url)
+        if peer is None:
+            return
+        for hook in self.hooks:
+            try:
+                hook(url, self.http[url], peer)
+            except (Unreachable, Refused, NetworkError) as e:
+                self.http[url].stats.last_error = str(e)[:300]
 
     def round(self, url: str) -> int:
         """One anti-entropy round with `url`; returns entries exchanged (both directions)."""

@@ -17,6 +17,9 @@ Amounts are integers in micro-credits (1 credit = 1,000,000). Kinds and what the
     unstake  staked -a  available +a
     slash    staked -a  slashed +a            (with evidence: the hash of the signed conflicting results)
     refund   spent -a  available +a           (a disputed spend reversed)
+    gov      nothing (amount 1)               (governance: a proposal admitted, a vote witnessed, a
+                                               decision executed; ref names which, evidence is the
+                                               sha256 of the signed document; net/governance.py)
 
 CRDT structure: for every account and kind, the total is a G-counter over issuers (only grows);
 available, reserved, staked and spent are PN-counters built from those totals. The entry set is
@@ -45,7 +48,7 @@ from .merkle import MerkleLog, ledger_root
 from .wire import Signer, b64d, b64e, canonical, schema, verify_raw
 
 LEDGER_DOMAIN = b"wasm-torch-net/1 ledger entry\n"
-KINDS = ("mint", "earn", "reserve", "spend", "release", "stake", "unstake", "slash", "refund")
+KINDS = ("mint", "earn", "reserve", "spend", "release", "stake", "unstake", "slash", "refund", "gov")
 MAX_AMOUNT = 10**18
 MAX_AHEAD = 1_000_000  # an entry may not be further than this beyond the issuer's highest seq held
 ENTRY_FIELDS = {

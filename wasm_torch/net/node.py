@@ -13,6 +13,14 @@ re-sent until its lease runs out. Several --coordinator URLs are served round-ro
 own statistics (requests, failures, latency, tasks, refusals) that the node logs and returns.
 `--journal FILE` appends one line per acknowledged result (fsync'd): the node's own receipt book.
 
+Phases and choice. Each coordinator's heartbeat answer says how far to move the next heartbeat
+(the coordinator spreads its nodes' heartbeats evenly over the period, collective/kuramoto.py); the
+node keeps one phase anchor per coordinator and schedules heartbeats and idle polls on that grid.
+When several coordinators are ready, it picks by its models of them — latency, availability, and
+whether they paid for results they acknowledged (checked every `audit_every` results against the
+ledger) — and of itself (its run time against each coordinator's lease): collective/mutual.py.
+With `NodeOptions.share`, it also shares its pattern memory privately with other nodes (share.py).
+
 `--fault` injects misbehaviour for tests of the network (never use it for real work): `wrong`
 returns altered outputs, `crash-after=N` exits abruptly holding its Nth lease, `slow=S` waits S
 seconds before answering.
@@ -23,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import random
 import shutil
 import threading
 import time
@@ -34,10 +44,12 @@ from typing import Any
 import numpy as np
 
 from ..artifact import MANIFEST, SIGNATURE, Manifest, read_manifest
+from ..collective.mutual import Chooser, PeerModel, SelfModel
 from ..errors import ArtifactError, ExecutionError, WasmTorchError
 from . import tensors
 from .client import Http, Refused
 from .errors import BadMessage, Unreachable
+from .share import ShareOptions, Sharing
 from .wire import Signer
 from .work import bind_shapes, pinned_build, work_units
 
@@ -83,6 +95,9 @@ class NodeOptions:
     journal: Path | None = None
     fault: Fault = field(default_factory=Fault)
     timeout_s: float = 30.0
+    choice: str = "greedy"  # how to pick among ready coordinators: greedy | thompson | round-robin | random
+    audit_every: int = 5  # acknowledged results between checks that a coordinator paid for them
+    share: ShareOptions | None = None  # private pattern sharing (share.py); None: off
 
 
 @dataclass
@@ -102,10 +117,23 @@ class Peer:
     refused: int = 0
     late: int = 0
     last_refusal: str = ""
+    anchor: float = 0.0  # monotonic time defining this node's phase: heartbeats at anchor + k·heartbeat_s
+    lease_s: float = 0.0  # the coordinator's lease, learned from its tasks (0: unknown)
+    model: PeerModel = field(default_factory=PeerModel)
+    canonical_since_audit: int = 0  # results the coordinator said were canonical since the last audit
+    acked_since_audit: int = 0
+    earned_at_audit: int | None = None
+    slashed_at_audit: int = 0
 
     def stats(self) -> dict[str, Any]:
         return {"coordinator": self.id, "done": self.done, "refused": self.refused, "late": self.late,
-                "last_refusal": self.last_refusal, **self.http.stats.to_json()}  # fmt: skip
+                "last_refusal": self.last_refusal, "model": self.model.to_json(),
+                **self.http.stats.to_json()}  # fmt: skip
+
+    def next_slot(self, now: float, period: float) -> float:
+        """The first time after `now` on this node's grid anchor + k·period."""
+        k = math.floor((now - self.anchor) / period) + 1
+        return self.anchor + k * period
 
 
 def load_or_create_key(path: Path) -> Signer:
@@ -131,6 +159,12 @@ class Node:
         self.trust = trusted(opts.trust)
         self.signer = load_or_create_key(opts.key)
         self.peers = [Peer(u.rstrip("/"), Http(u, timeout=opts.timeout_s, attempts=1)) for u in opts.coordinators]
+        start = time.monotonic()
+        for p in self.peers:  # a random phase to begin with: a fleet restarted together does not start in step
+            p.anchor = start + random.uniform(0.0, 1.0)
+        self.me = SelfModel()
+        self.chooser = Chooser(strategy=opts.choice)
+        self.sharing = Sharing(opts.share, self.signer, opts.work_dir / "share") if opts.share else None
         self.modules: dict[tuple[str, str], tuple[Any, Manifest]] = {}
         self.refused_artifacts: set[str] = set()
         self.stop = threading.Event()
@@ -157,23 +191,36 @@ class Node:
                 if self.opts.idle_exit_s is not None and time.monotonic() - idle_since > self.opts.idle_exit_s:
                     break
                 continue
-            peer = ready[k % len(ready)]
             k += 1
+            peer = self.choose(ready)
             if self.step(peer):
                 idle_since = time.monotonic()
             elif self.opts.idle_exit_s is not None and time.monotonic() - idle_since > self.opts.idle_exit_s:
                 break
         return self.summary()
 
+    def choose(self, ready: list[Peer]) -> Peer:
+        """The coordinator to ask next, by the node's models of them and of itself (mutual models)."""
+        if len(ready) == 1:
+            return ready[0]
+        models = {p.url: p.model for p in ready}
+        on_time = {p.url: self.me.on_time(p.lease_s) for p in ready}
+        url = self.chooser.choose(models, [p.url for p in ready], on_time)
+        return next(p for p in ready if p.url == url)
+
     def summary(self) -> dict[str, Any]:
-        return {"node": self.id, "acked": self.acked, "peers": {p.url: p.stats() for p in self.peers}}
+        out = {"node": self.id, "acked": self.acked, "self": {"run_s": self.me.run_s, "tasks": self.me.tasks},
+               "peers": {p.url: p.stats() for p in self.peers}}  # fmt: skip
+        if self.sharing is not None:
+            out["sharing"] = dict(self.sharing.stats)
+        return out
 
     def step(self, peer: Peer) -> bool:
         """One poll of one coordinator; True when a task was run."""
         try:
             if not peer.registered:
                 self.register(peer)
-            if time.monotonic() >= peer.next_heartbeat:
+            if time.monotonic() >= peer.next_heartbeat - 0.25 * peer.poll_s:  # due on this poll of the grid
                 self.heartbeat(peer)
             task = self.call(peer, "/v1/tasks/lease", {"type": "lease"})
         except Unreachable as e:
@@ -186,8 +233,10 @@ class Node:
                 peer.registered = False  # the coordinator lost us (new database): register again
             return False
         peer.backoff = 0.2
+        if self.sharing is not None and self.sharing.due():
+            self._share(peer)
         if task is None:
-            peer.next_poll = time.monotonic() + peer.poll_s
+            peer.next_poll = peer.next_slot(time.monotonic(), peer.poll_s)
             return False
         self.leased += 1
         if self.opts.fault.crash_after is not None and self.leased >= self.opts.fault.crash_after:
@@ -209,9 +258,44 @@ class Node:
         log.info("coordinator %s refused: %s", peer.url, e)
 
     def call(self, peer: Peer, path: str, payload: dict[str, Any]) -> Any:
-        if not peer.id:
-            peer.id = str(peer.http.get("/v1/info")["coordinator"])
-        return peer.http.post(path, self.signer.seal(payload, peer.id))
+        t0 = time.perf_counter()
+        try:
+            if not peer.id:
+                peer.id = str(peer.http.get("/v1/info")["coordinator"])
+            got = peer.http.post(path, self.signer.seal(payload, peer.id))
+        except Unreachable:
+            peer.model.observe_call(False)
+            raise
+        except Refused:
+            peer.model.observe_call(True, (time.perf_counter() - t0) * 1e3)  # it answered
+            raise
+        peer.model.observe_call(True, (time.perf_counter() - t0) * 1e3)
+        return got
+
+    def _share(self, peer: Peer) -> None:
+        assert self.sharing is not None
+        try:
+            self.sharing.sync(peer.http, peer.id)
+        except (Unreachable, Refused, BadMessage) as e:
+            log.info("pattern sharing through %s: %s", peer.url, e)
+
+    def _audit(self, peer: Peer) -> None:
+        """Did the coordinator pay for what it said was canonical? (honesty in the peer's model).
+        Earned must have grown if any result was acknowledged canonical since the last audit; a
+        slash of this node — whose results are computed honestly — counts against the coordinator."""
+        try:
+            bal = peer.http.get(f"/v1/ledger/balance/{self.id}")
+        except (Unreachable, Refused) as e:
+            log.info("audit of %s failed: %s", peer.url, e)
+            return
+        earned, slashed = int(bal.get("earned", 0)), int(bal.get("slashed", 0))
+        if peer.earned_at_audit is not None:
+            paid = earned > peer.earned_at_audit or peer.canonical_since_audit == 0
+            if self.opts.fault.wrong:  # a node told to cheat knows its own slashes are deserved
+                slashed = peer.slashed_at_audit
+            peer.model.observe_audit(paid and slashed <= peer.slashed_at_audit)
+        peer.earned_at_audit, peer.slashed_at_audit = earned, slashed
+        peer.canonical_since_audit = peer.acked_since_audit = 0
 
     def register(self, peer: Peer) -> None:
         from .wire import b64e
@@ -227,14 +311,20 @@ class Node:
     def heartbeat(self, peer: Peer) -> None:
         got = self.call(peer, "/v1/nodes/heartbeat", {"type": "heartbeat"})
         peer.poll_s, peer.heartbeat_s = float(got["poll_s"]), float(got["heartbeat_s"])
-        peer.next_heartbeat = time.monotonic() + peer.heartbeat_s
+        shift = got.get("phase_shift_s", 0.0)
+        if isinstance(shift, int | float) and math.isfinite(shift):  # the coordinator's Kuramoto coupling:
+            peer.anchor += max(-peer.heartbeat_s / 2, min(peer.heartbeat_s / 2, float(shift)))  # move our phase
+        peer.next_heartbeat = peer.next_slot(time.monotonic() + 0.5 * peer.poll_s, peer.heartbeat_s)
 
     # ---- one task -----------------------------------------------------------------------------
     def work(self, peer: Peer, task: dict[str, Any]) -> None:
         aid = task["assignment"]
+        peer.lease_s = float(task.get("lease_s", peer.lease_s) or 0.0)
         try:
             module, manifest = self.module(peer, task["artifact"], task["variant"])
+            t0 = time.perf_counter()
             named, units = self.execute(module, manifest, task["inputs"])
+            self.me.observe_run(time.perf_counter() - t0)
         except (WasmTorchError, OSError) as e:
             log.warning("cannot run %s: %s", aid, e)
             reason = "untrusted" if isinstance(e, ArtifactError) else "limit" if isinstance(e, ExecutionError) else "error"
@@ -247,26 +337,33 @@ class Node:
         digest = tensors.output_hash(named)
         payload = {"type": "result", "assignment": aid, "task": task["task"], "hash": digest, "units": units,
                    "outputs": tensors.encode(named)}  # fmt: skip
-        if self._send(peer, "/v1/tasks/result", payload, task):
+        got = self._send(peer, "/v1/tasks/result", payload, task)
+        if got is not None:
             self.acked += 1
             peer.done += 1
+            peer.acked_since_audit += 1
+            if isinstance(got, dict) and got.get("verdict") == "canonical":
+                peer.canonical_since_audit += 1
             self._journal(peer, aid, task["task"], digest)
+            if peer.acked_since_audit >= self.opts.audit_every:
+                self._audit(peer)
 
-    def _send(self, peer: Peer, path: str, payload: dict[str, Any], task: dict[str, Any]) -> bool:
-        """Send until acknowledged or refused, or until the lease is over (then it would be late)."""
+    def _send(self, peer: Peer, path: str, payload: dict[str, Any], task: dict[str, Any]) -> Any:
+        """Send until acknowledged (returns the answer, {} when empty) or refused, or until the lease
+        is over (then it would be late): None when not acknowledged."""
         delay = 0.2
         deadline = time.time() + max(1.0, task["deadline_ms"] / 1000 - time.time()) + 5.0
         while True:
             try:
-                self.call(peer, path, payload)
-                return True
+                got = self.call(peer, path, payload)
+                return {} if got is None else got
             except Refused as e:
                 self._refused(peer, e)
-                return False
+                return None
             except Unreachable as e:
                 if time.time() > deadline or self.stop.is_set():
                     log.warning("giving up on %s after the lease ended: %s", task["assignment"], e)
-                    return False
+                    return None
                 time.sleep(delay)
                 delay = min(5.0, delay * 2)
 

@@ -1,8 +1,9 @@
 """Network parameters: one record, stored in the coordinator's database, read on every decision.
 
-Everything a later governance process may change lives here (replication factor, price floor,
-slash rate, admission, timing), so changing the network is one validated update of one record
-(`Store.set_params`, `wasm-torch ledger params --set k=v`) with a version number, never a code edit.
+Everything governance may change lives here (replication factor, price floor, slash rate,
+admission, timing), so changing the network is one validated update of one record with a version
+number, never a code edit: by an operator (`Store.set_params`, `wasm-torch ledger params --set k=v`)
+or by an accepted proposal (governance.py, which may change only the GOVERNABLE fields there).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .economy import MICRO
 from .errors import BadMessage
 
 ADMISSION = ("open", "staked")
+VOTE_RULES = ("softmax", "proportional")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ class NetworkParams:
     max_tasks_per_job: int = 100_000
     max_task_bytes: int = 4 * 1024 * 1024  # tensor data of one task's inputs or outputs
     gossip_batch: int = 5000  # ledger entries per gossip message
+    # governance (wasm_torch/net/governance.py): fixed into each proposal when it is admitted
+    vote_period_s: float = 86400.0  # a proposal is open this long
+    vote_settle_s: float = 10.0  # after the deadline, wait this long for gossip before tallying
+    vote_quorum: float = 0.33  # share of the electorate's weight that must vote
+    vote_threshold: float = 0.5  # a proposal passes when its yes share of the turnout is above this
+    vote_rule: str = "softmax"  # softmax | proportional (collective/voting.py)
+    vote_temperature: float = 50.0  # credits: the softmax temperature over stakes
+    # heartbeat spreading (collective/kuramoto.py): 0 turns it off, 1 moves a node halfway to its slot
+    phase_coupling: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +88,14 @@ class NetworkParams:
         for name in ("max_body_bytes", "max_artifact_bytes", "max_tasks_per_job", "max_task_bytes", "gossip_batch"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if not 1.0 <= self.vote_period_s <= 90 * 86400.0 or not 0 <= self.vote_settle_s <= 86400.0:
+            problems.append("vote_period_s must be in [1 s, 90 days] and vote_settle_s in [0, 1 day]")
+        if not (0 <= self.vote_quorum <= 1 and 0 <= self.vote_threshold < 1):
+            problems.append("vote_quorum must be in [0, 1] and vote_threshold in [0, 1)")
+        if self.vote_rule not in VOTE_RULES or not 0 < self.vote_temperature < 1e12:
+            problems.append(f"vote_rule must be one of {list(VOTE_RULES)} and vote_temperature > 0")
+        if not 0 <= self.phase_coupling <= 2:
+            problems.append("phase_coupling must be in [0, 2] (0 = off, 2 = straight to the slot)")
         if self.retention_days < 0:
             problems.append("retention_days must be >= 0")
         if problems:

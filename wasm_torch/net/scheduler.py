@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..collective.kuramoto import PhaseBoard
 from . import db, economy, tensors
 from .errors import BadMessage, Conflict, Forbidden, InsufficientCredit, LateResult, UnknownObject
 from .jobs import Catalog
@@ -37,6 +38,7 @@ class Scheduler:
         self.store, self.catalog = store, catalog
         self.rng = rng or random.SystemRandom()
         self.rejected: dict[str, int] = {}  # unattributable refusals by reason (status page)
+        self.phases: PhaseBoard | None = None  # heartbeat phases (collective/kuramoto.py)
 
     @property
     def me(self) -> str:
@@ -75,7 +77,9 @@ class Scheduler:
 
     def heartbeat(self, tx: Tx, node: str) -> dict[str, Any]:
         """Uptime bonus for the time since the previous heartbeat, if it came on time (within two
-        heartbeat periods); paid in whole minutes."""
+        heartbeat periods); paid in whole minutes. The answer also carries `phase_shift_s`: how far
+        the node should move its next heartbeat so that heartbeats spread evenly over the period
+        (repulsive Kuramoto coupling through the coordinator's PhaseBoard; docs/network.md)."""
         n, t, prm = tx.node(node), now_ms(), tx.params
         gap = t - n.last_heartbeat_ms
         pending, uptime = n.uptime_pending, n.uptime_s
@@ -87,7 +91,21 @@ class Scheduler:
             tx.issue("earn", node, economy.uptime_bonus(paid_ms / 1000), "uptime")
             pending -= paid_ms
         tx.update_node(node, last_heartbeat_ms=t, last_seen_ms=t, uptime_pending=pending, uptime_s=uptime)
-        return self._standing(tx, node)
+        out = self._standing(tx, node)
+        board = self._board(prm)
+        if board is not None:  # spread heartbeats: tell the node how far to move its next one
+            adv = board.observe(node, t / 1000.0)
+            out.update(phase=round(adv.phase, 6), phase_shift_s=round(adv.shift_s, 6),
+                       phase_order=round(adv.order, 6), phase_nodes=adv.nodes)  # fmt: skip
+        return out
+
+    def _board(self, prm: Any) -> PhaseBoard | None:
+        """The heartbeat phase board for the current parameters (rebuilt when they change)."""
+        if prm.phase_coupling <= 0:
+            self.phases = None
+        elif self.phases is None or (self.phases.period_s, self.phases.coupling) != (prm.heartbeat_s, prm.phase_coupling):
+            self.phases = PhaseBoard(prm.heartbeat_s, prm.phase_coupling)
+        return self.phases
 
     def penalize(self, node: str, offence: str) -> None:
         with self.store.tx() as tx:

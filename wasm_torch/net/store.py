@@ -68,6 +68,13 @@ class Store:
         self._set_meta(conn, "params", json.dumps(params.to_json(), sort_keys=True))
         self._set_meta(conn, "params_version", str(version))
 
+    def save_params(self, conn: Connection, params: NetworkParams) -> int:
+        """Store `params` as the next version inside an open transaction; returns that version. The
+        caller installs it (`self.params, self.params_version = ...`) after the commit."""
+        version = self.params_version + 1
+        self._save_params(conn, params, version)
+        return version
+
     def set_params(self, changes: dict[str, Any]) -> NetworkParams:
         """Validate and store new network parameters (one record, versioned)."""
         with self.tx() as tx:

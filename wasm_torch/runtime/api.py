@@ -15,8 +15,9 @@ from .variants import check_threads, choose, default_threads, engine_features, p
 def load(path: str | Path, *, threads: int | None = None, variant: str = "auto", **options: Any) -> WasmModule:
     """Load a compiled artifact folder.
 
-    threads: intra-op threads for each call (default: the machine's cores, at most 8; 1 = today's
-    single-threaded path). N threads run N instances of the module over one shared memory (the
+    threads: intra-op threads for each call (default: the machine's cores, at most 8 — or 1 when
+    fuel or memory_limit is given, since both are sized for one thread; 1 = today's single-threaded
+    path). N threads run N instances of the module over one shared memory (the
     weights once); results are bit-identical whatever N. An artifact without a threaded build, or
     an engine without wasm threads, runs on one thread (a ThreadsUnavailableWarning says why when
     you asked for more).
@@ -33,7 +34,10 @@ def load(path: str | Path, *, threads: int | None = None, variant: str = "auto",
     a bad threads / variant value raises ThreadsError.
     """
     asked = check_threads(threads)
-    n = asked if asked is not None else (1 if options.get("fuel") is not None else default_threads())
+    # Not asked: the cores — unless fuel (meters one thread) or a memory cap (sized for one instance:
+    # every extra thread needs its own stack) says the caller planned for one thread.
+    capped = options.get("fuel") is not None or options.get("memory_limit") is not None
+    n = asked if asked is not None else (1 if capped else default_threads())
     folder = Path(path)
     # The manifest is read here only to choose; VariantModule re-reads the build from the manifest it
     # verified (signature, schema, hashes) before using anything.

@@ -1,6 +1,7 @@
-"""Serving layer: KServe v2 over FastAPI with a worker pool, dynamic batching, balancing,
-circuit breakers, self-healing and an input guard. Needs the `serve` extra
-(fastapi, uvicorn, prometheus_client)."""
+"""Serving layer: KServe v2 over FastAPI (REST, with the binary tensor extension) and gRPC, with
+a model repository (load, unload, hot reload), a worker pool, dynamic batching, balancing,
+circuit breakers, self-healing and an input guard. Needs the `serve` extra (fastapi, uvicorn,
+prometheus_client; grpcio for gRPC)."""
 
 from __future__ import annotations
 

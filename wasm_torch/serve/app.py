@@ -32,7 +32,17 @@ from wasm_torch.serve import schemas
 from wasm_torch.serve.clock import Clock, monotonic
 from wasm_torch.serve.errors import RequestError, classify
 from wasm_torch.serve.generation import GenerationSettings, install_generation
-from wasm_torch.serve.handler import MODEL_VERSION, Server, error_response, json_response, read_body
+from wasm_torch.serve.handler import (
+    EXTENSIONS,
+    MODEL_VERSION,
+    SERVER_NAME,
+    Server,
+    check_repository_parameters,
+    error_response,
+    json_response,
+    read_body,
+    server_version,
+)
 from wasm_torch.serve.healing import Orchestrator
 from wasm_torch.serve.learning import start_learning
 from wasm_torch.serve.metrics import Metrics, merge_expositions
@@ -42,11 +52,7 @@ from wasm_torch.serve.repository import RepositoryWatcher
 from wasm_torch.serve.seams import ModelRegistry
 from wasm_torch.serve.settings import ServeSettings, SettingsError
 
-SERVER_NAME = "wasm-torch"
-# What `GET /v2` (and gRPC ServerMetadata) lists: the binary tensor data extension, the model
-# repository (index, load, unload), Prometheus metrics and per-model statistics.
-EXTENSIONS = ("binary_tensor_data", "model_repository", "metrics", "statistics")
-__all__ = ["MODEL_VERSION", "SERVER_NAME", "Server", "build_app", "create_app"]
+__all__ = ["EXTENSIONS", "MODEL_VERSION", "SERVER_NAME", "Server", "build_app", "create_app"]
 
 
 def create_app(
@@ -141,7 +147,7 @@ def build_app(
 
     @app.get("/v2", response_model=schemas.ServerMetadata, tags=["v2"])
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)})
+        return json_response({"name": SERVER_NAME, "version": server_version(), "extensions": list(EXTENSIONS)})
 
     @app.get("/v2/health/live", response_model=schemas.Live, tags=["v2"])
     async def live() -> Response:
@@ -305,32 +311,3 @@ def build_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
 
     return app
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("wasm-torch")
-    except Exception:  # running from a source tree
-        return "0.1.0"
-
-
-def check_repository_parameters(action: str, params: Any) -> None:
-    """Load takes no parameters (Triton's `config` override and `file:` uploads are refused: the
-    artifact folder in the repository is the only source); unload takes `unload_dependents`
-    (a boolean; a wasm-torch model has no dependents)."""
-    if params is None:
-        return
-    if not isinstance(params, dict):
-        raise RequestError("parameters must be an object")
-    allowed = {"unload_dependents"} if action == "unload" else set()
-    extra = sorted(str(k)[:40] for k in set(params) - allowed)
-    if extra:
-        raise RequestError(
-            f"{action} does not take parameter(s) {extra[:5]}: config overrides and uploaded model files are "
-            "not supported; put the artifact folder in the repository"
-        )
-    if not isinstance(params.get("unload_dependents", False), bool):
-        raise RequestError("parameters.unload_dependents must be a boolean")
-

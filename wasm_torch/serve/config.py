@@ -112,9 +112,9 @@ def _path(text: str, config: Path) -> Path:
     return p if p.is_absolute() else config.parent / p
 
 
-def load_settings(path: Path, **overrides: Any) -> ServeSettings:
-    """Settings from the file, then `overrides` (the flags given on the command line)."""
-    values = read_config(path)
+def load_settings(path: Path, base: Mapping[str, Any] | None = None, **overrides: Any) -> ServeSettings:
+    """`base` (the command line's own defaults), then the file, then `overrides` (the flags given)."""
+    values = {**(base or {}), **read_config(path)}
     values.update(overrides)
     try:
         return ServeSettings(**values)

@@ -68,6 +68,10 @@ from wasm_torch.serve.settings import ServeSettings
 
 log = logging.getLogger("wasm_torch.serve")
 MODEL_VERSION = "1"
+SERVER_NAME = "wasm-torch"
+# What `GET /v2` (and gRPC ServerMetadata) lists: the binary tensor data extension, the model
+# repository (index, load, unload), Prometheus metrics and per-model statistics.
+EXTENSIONS = ("binary_tensor_data", "model_repository", "metrics", "statistics")
 READ_TIMEOUT_FLAG = "wasm_torch.read_timeout"  # set in the ASGI scope by serve/http.py
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts "²"
 T = TypeVar("T")
@@ -88,7 +92,7 @@ def error_response(exc: BaseException) -> Response:
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status in (408, 413, 499):  # the body was not (fully) read: do not reuse the connection
+    if status in (408, 413, 415, 499):  # the body was not (fully) read: do not reuse the connection
         headers["Connection"] = "close"
     return json_response({"error": public_message(exc)}, status, headers)
 
@@ -123,6 +127,34 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 CONTENT_ENCODINGS = ("identity", "gzip", "deflate")
+
+
+def server_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("wasm-torch")
+    except Exception:  # running from a source tree
+        return "0.1.0"
+
+
+def check_repository_parameters(action: str, params: Any) -> None:
+    """Load takes no parameters (Triton's `config` override and `file:` uploads are refused: the
+    artifact folder in the repository is the only source); unload takes `unload_dependents`
+    (a boolean; a wasm-torch model has no dependents). REST and gRPC alike."""
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise RequestError("parameters must be an object")
+    allowed = {"unload_dependents"} if action == "unload" else set()
+    extra = sorted(str(k)[:40] for k in set(params) - allowed)
+    if extra:
+        raise RequestError(
+            f"{action} does not take parameter(s) {extra[:5]}: config overrides and uploaded model files are "
+            "not supported; put the artifact folder in the repository"
+        )
+    if not isinstance(params.get("unload_dependents", False), bool):
+        raise RequestError("parameters.unload_dependents must be a boolean")
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:

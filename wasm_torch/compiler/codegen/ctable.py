@@ -13,6 +13,7 @@ CTYPE = {
     "u8": "uint8_t",
     "i8": "int8_t",
     "bool": "uint8_t",
+    "f16": "uint16_t",  # IEEE half bits; read through wt_f16_to_f32 (kernels/wt_quant.h)
 }
 
 def literal(value: object, dtype: str) -> str:

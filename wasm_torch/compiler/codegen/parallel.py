@@ -56,6 +56,15 @@ KERNEL_TASKS: dict[str, tuple[str, str]] = {
     "wt_pool2d_f32": ("WT_TASK_POOL", "wt_pool_chunk"),
     "wt_adaptive_avg_pool2d_f32": ("WT_TASK_ADAPTIVE_POOL", "wt_adaptive_chunk"),
     "wt_kv_attention_f32": ("WT_TASK_KV_ATTENTION", "wt_kv_att_chunk"),
+    # reduced-precision weights (ops/quant.py)
+    "wt_gemm_f16_f32": ("WT_TASK_GEMM_F16", "wt_gemm_f16_chunk"),
+    "wt_conv2d_f16_f32": ("WT_TASK_CONV_F16", "wt_conv_f16_chunk"),
+    "wt_q8_rows": ("WT_TASK_Q8_ROWS", "wt_q8_rows_chunk"),
+    "wt_gemm_q8_f32": ("WT_TASK_GEMM_Q8", "wt_gemm_q8_chunk"),
+    "wt_q8_minmax_f32": ("WT_TASK_Q8_MINMAX", "wt_q8_minmax_chunk"),
+    "wt_q8_image_f32": ("WT_TASK_Q8_IMAGE", "wt_q8_image_chunk"),
+    "wt_conv2d_q8_f32": ("WT_TASK_CONV_Q8", "wt_conv_q8_chunk"),
+    "wt_dwconv2d_q8_f32": ("WT_TASK_DW_Q8", "wt_dw_q8_chunk"),
 }
 
 

@@ -25,6 +25,7 @@ DTYPES: dict[str, np.dtype] = {
     "u8": np.dtype(np.uint8),
     "i8": np.dtype(np.int8),
     "bool": np.dtype(np.bool_),
+    "f16": np.dtype(np.float16),  # reduced-precision weights only (passes/quantize.py): storage, never computed on
 }
 NUMPY_TO_IR = {v: k for k, v in DTYPES.items()}
 

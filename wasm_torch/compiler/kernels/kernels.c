@@ -11,4 +11,7 @@
 #include "wt_pool.h"
 #include "wt_resize.h"
 #include "wt_conv_transpose.h"
+#include "wt_f16.h"
+#include "wt_q8.h"
+#include "wt_conv_q8.h"
 #include "wt_tasks.h" /* keep last: the default task dispatcher names every kernel above */

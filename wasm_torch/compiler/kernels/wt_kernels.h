@@ -6,6 +6,7 @@
 #include "wt_vmath.h"
 #include "wt_threads.h"
 #include "wt_extra_math.h"
+#include "wt_quant.h" /* fp16 / int8 weights: f16 conversion, kernel prototypes */
 
 WT_KERNEL void wt_matmul_f32(float* out, const float* a, const float* w, const float* bias, int batch, int M,
                              int N, int K, int a_bstride, int w_bstride);

@@ -18,6 +18,14 @@ __attribute__((weak)) WT_KERNEL void wt_run_task(int id, const void* p, int chun
     case WT_TASK_POOL: wt_pool_chunk(p, chunk); return;
     case WT_TASK_ADAPTIVE_POOL: wt_adaptive_chunk(p, chunk); return;
     case WT_TASK_KV_ATTENTION: wt_kv_att_chunk(p, chunk); return;
+    case WT_TASK_GEMM_F16: wt_gemm_f16_chunk(p, chunk); return;
+    case WT_TASK_CONV_F16: wt_conv_f16_chunk(p, chunk); return;
+    case WT_TASK_Q8_ROWS: wt_q8_rows_chunk(p, chunk); return;
+    case WT_TASK_GEMM_Q8: wt_gemm_q8_chunk(p, chunk); return;
+    case WT_TASK_Q8_MINMAX: wt_q8_minmax_chunk(p, chunk); return;
+    case WT_TASK_Q8_IMAGE: wt_q8_image_chunk(p, chunk); return;
+    case WT_TASK_CONV_Q8: wt_conv_q8_chunk(p, chunk); return;
+    case WT_TASK_DW_Q8: wt_dw_q8_chunk(p, chunk); return;
     default: __builtin_trap();
     }
 }

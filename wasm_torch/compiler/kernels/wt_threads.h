@@ -43,6 +43,15 @@
 #define WT_TASK_POOL 9
 #define WT_TASK_ADAPTIVE_POOL 10
 #define WT_TASK_KV_ATTENTION 11
+/* reduced-precision weights (wt_f16.h, wt_q8.h, wt_conv_q8.h) */
+#define WT_TASK_GEMM_F16 12
+#define WT_TASK_CONV_F16 13
+#define WT_TASK_Q8_ROWS 14
+#define WT_TASK_GEMM_Q8 15
+#define WT_TASK_Q8_MINMAX 16
+#define WT_TASK_Q8_IMAGE 17
+#define WT_TASK_CONV_Q8 18
+#define WT_TASK_DW_Q8 19
 #define WT_TASK_MODEL 1000
 WT_KERNEL void wt_run_task(int id, const void* args, int chunk);
 WT_KERNEL void wt_gemm_chunk(const void* args, int chunk);
@@ -56,6 +65,14 @@ WT_KERNEL void wt_dw_chunk(const void* args, int chunk);
 WT_KERNEL void wt_pool_chunk(const void* args, int chunk);
 WT_KERNEL void wt_adaptive_chunk(const void* args, int chunk);
 WT_KERNEL void wt_kv_att_chunk(const void* args, int chunk);
+WT_KERNEL void wt_gemm_f16_chunk(const void* args, int chunk);
+WT_KERNEL void wt_conv_f16_chunk(const void* args, int chunk);
+WT_KERNEL void wt_q8_rows_chunk(const void* args, int chunk);
+WT_KERNEL void wt_gemm_q8_chunk(const void* args, int chunk);
+WT_KERNEL void wt_q8_minmax_chunk(const void* args, int chunk);
+WT_KERNEL void wt_q8_image_chunk(const void* args, int chunk);
+WT_KERNEL void wt_conv_q8_chunk(const void* args, int chunk);
+WT_KERNEL void wt_dw_q8_chunk(const void* args, int chunk);
 
 #define WT_MAX_THREADS 64  /* = wasm_torch/runtime/threads.py MAX_THREADS */
 #define WT_MAX_CHUNKS 32767 /* chunks of one job: they share 16 bits of the pool word */

@@ -15,6 +15,7 @@ from . import (  # model-zoo coverage (issue 12)
     movement,
     norm,
     pool,
+    quant,  # reduced-precision weights (fp16, int8)
     reduce,
     resize,
     scatter,
@@ -32,6 +33,7 @@ __all__ = [
     "movement",
     "norm",
     "pool",
+    "quant",
     "reduce",
     "resize",
     "scatter",

@@ -39,16 +39,42 @@ function downloaded(model) {
   return by;
 }
 
+/** The models this site offers (models.json: the same network in float32 / fp16 / int8 ...), and the
+ * one ?model=<label> picks (default: the first). A site without models.json has ./model/ only. */
+async function chooseModel() {
+  const r = await fetch("./models.json");
+  const models = r.ok ? await r.json() : [{ label: "default", path: "./model/", format: "float32" }];
+  const want = params.get("model") ?? models[0].label;
+  const chosen = models.find((m) => m.label === want);
+  if (!chosen) throw new Error(`?model=${want}: this site has ${models.map((m) => m.label).join(", ")}`);
+  const links = models.map((m) => {
+    const a = document.createElement(m === chosen ? "strong" : "a");
+    a.textContent = `${m.label} (${m.format}, weights ${kb(m.weights_bytes)})`;
+    if (m !== chosen) {
+      const u = new URL(location.href);
+      u.searchParams.set("model", m.label);
+      a.href = u.toString();
+    }
+    return a;
+  });
+  if (models.length > 1) $("models").replaceChildren("Model: ", ...links.flatMap((a, i) => (i ? [" · ", a] : [a])));
+  return { models, chosen };
+}
+
 async function main() {
   const t0 = performance.now();
   // ?threads=N: intra-op threads (default: the cores, at most 8, on a cross-origin isolated page);
-  // ?workers=N: N single-threaded instances instead; ?variant=simd128 for the deterministic build.
+  // ?workers=N: N single-threaded instances instead; ?variant=simd128 for the deterministic build;
+  // ?model=<label>: another build of the model (models.json: e.g. its int8 weights).
   const opts = {};
   if (params.get("threads")) opts.threads = Number(params.get("threads"));
   if (params.get("workers")) opts.workers = Number(params.get("workers"));
   if (params.get("variant")) opts.variant = params.get("variant");
+  const { models, chosen } = await chooseModel();
+  demo.models = models;
+  demo.modelLabel = chosen.label;
   const [model, vocab] = await Promise.all([
-    params.get("worker") === "0" ? WasmTorch.load("./model/", opts) : WasmTorch.loadInWorker("./model/", opts),
+    params.get("worker") === "0" ? WasmTorch.load(chosen.path, opts) : WasmTorch.loadInWorker(chosen.path, opts),
     fetch("./vocab.txt").then((r) => {
       if (!r.ok) throw new Error(`vocab.txt could not be fetched: HTTP ${r.status}`);
       return r.text();
@@ -70,14 +96,15 @@ async function main() {
   const mode = model.workers
     ? `${plural(model.workers, "worker")}, ${plural(model.threads, "thread")} each, ${model.variant} build`
     : `main thread, ${plural(model.threads, "thread")}`;
-  status(`Ready: ${docs.length} sentences embedded (${mode}${crossOriginIsolated ? ", cross-origin isolated" : ""}).`);
+  status(`Ready: ${docs.length} sentences embedded with the ${chosen.label} model (${mode}${crossOriginIsolated ? ", cross-origin isolated" : ""}).`);
   const base = [
     ["first load (page start → sentences embedded)", `${done.toFixed(0)} ms`],
     ["model download + verify + compile + instantiate", `${(loaded - t0).toFixed(0)} ms`],
     [`embedding ${docs.length} sentences`, `${(done - tEmb).toFixed(0)} ms`],
     ["downloaded: loader + wasm (+ page)", kb(demo.bytes.code)],
     ["downloaded: vocab.txt", kb(demo.bytes.vocab)],
-    ["downloaded: weights.bin", kb(demo.bytes.weights)],
+    [`downloaded: weights.bin (${chosen.label}, ${chosen.format})`, kb(demo.bytes.weights)],
+    ...models.filter((m) => m !== chosen).map((m) => [`weights.bin of ${m.label} (${m.format}), not loaded`, kb(m.weights_bytes)]),
   ];
   figures(base);
   $("query").disabled = $("go").disabled = false;

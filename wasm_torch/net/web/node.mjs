@@ -142,7 +142,9 @@ async function main() {
     try {
       if (Date.now() >= nextBeat) {
         standing = await post("/v1/nodes/heartbeat", { type: "heartbeat" });
-        nextBeat = Date.now() + standing.heartbeat_s * 1000;
+        // the coordinator spreads heartbeats over the period (Kuramoto coupling): move ours as it says
+        const shift = Math.max(-standing.heartbeat_s / 2, Math.min(standing.heartbeat_s / 2, Number(standing.phase_shift_s) || 0));
+        nextBeat = Date.now() + (standing.heartbeat_s + shift) * 1000;
       }
       const task = await post("/v1/tasks/lease", { type: "lease" });
       if (!task) {

@@ -42,7 +42,15 @@ from wasm_torch.serve.errors import (
 from wasm_torch.serve.grpc import proto
 from wasm_torch.serve.grpc.codec import decode_infer, encode_infer, parse, tensor_metadata
 from wasm_torch.serve.guard import check_bearer
-from wasm_torch.serve.handler import MODEL_VERSION, Exchange, Server
+from wasm_torch.serve.handler import (
+    EXTENSIONS,
+    MODEL_VERSION,
+    SERVER_NAME,
+    Exchange,
+    Server,
+    check_repository_parameters,
+    server_version,
+)
 from wasm_torch.serve.protocol import InferRequest, check_response_size
 from wasm_torch.serve.seams import ServedPool
 
@@ -162,9 +170,7 @@ class InferenceService:
         return proto.ServerReadyResponse(ready=self.server.registry.ready)
 
     async def server_metadata(self, raw: bytes, context: Any) -> Any:
-        from wasm_torch.serve.app import EXTENSIONS, SERVER_NAME, _version
-
-        return proto.ServerMetadataResponse(name=SERVER_NAME, version=_version(), extensions=list(EXTENSIONS))
+        return proto.ServerMetadataResponse(name=SERVER_NAME, version=server_version(), extensions=list(EXTENSIONS))
 
     async def model_ready(self, raw: bytes, context: Any) -> Any:
         req = parse(proto.ModelReadyRequest, raw, "ModelReadyRequest")
@@ -240,8 +246,6 @@ class InferenceService:
         return proto.RepositoryModelUnloadResponse()
 
     async def _repository(self, context: Any, action: str, req: Any) -> None:
-        from wasm_torch.serve.app import check_repository_parameters
-
         client = "?"
         try:
             client = self.client(context)

@@ -11,11 +11,13 @@ in range) and apply 1-3 mutations to its JSON tree (a node replaced by a hostile
 `{}`, a 5,000-digit integer, 1e308, a 40-deep list, a long string, ...; a key deleted, added,
 duplicated or renamed; outputs listed 50 times) or to its bytes (flipped, inserted, truncated,
 duplicated; a NaN literal; deep brackets); the rest are header mutations (Content-Length that
-lies or is not ASCII digits, odd content types, bearer garbage, the binary extension), path and
+lies or is not ASCII digits, odd content types, bearer garbage, the binary extension's header), path and
 method mutations (unknown models, traversal, versions, every route with the wrong verb) and
 random JSON documents. `raw_cases` are byte-level HTTP requests for a socket: malformed request
 lines, header floods just under and over typical caps, bodies cut short. The server must answer
-every case with a status below 500 (or close the connection, for raw cases).
+every case with a status below 500 (or close the connection, for raw cases). `binary_cases` are
+binary-tensor-extension requests, valid and lying (sizes, header length, cut or extra bytes), from a
+random stream of their own so that `cases` did not change when they were added.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 Json = Any
 # Integers over Python's 4,300-digit str<->int limit cannot even be built here without changing
 # interpreter state, so they travel as this placeholder string and are spliced into the bytes.
 _BIG = "\x00big-integer\x00"
 _BIG_JSON, _BIG_DIGITS = json.dumps(_BIG).encode(), b"9" * 5000
 NUMERIC_RANGE = {"BOOL": (0, 1), "UINT8": (0, 255), "INT8": (-128, 127), "INT64": (0, 3), "INT32": (0, 3)}
+NUMPY_DTYPES = {"BOOL": "?", "UINT8": "u1", "INT8": "i1", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2",
+                "FP32": "<f4", "FP64": "<f8"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class HttpFuzzer:
     def __init__(self, models: Mapping[str, Mapping[str, Any]], seed: int = 0, token: str | None = None):
         if not models:
             raise ValueError("the fuzzer needs the metadata of at least one served model")
-        self.models, self.rng, self.token = dict(models), random.Random(seed), token
+        self.models, self.rng, self.token, self.seed = dict(models), random.Random(seed), token, seed
         self._kinds: list[tuple[float, Callable[[], Case]]] = [
             (0.10, self._valid),
             (0.40, self._tree_mutation),
@@ -285,6 +291,65 @@ class HttpFuzzer:
             return [self._random_json(depth - 1) for _ in range(r.randint(0, 4))]
         keys = ["inputs", "outputs", "id", "parameters", "name", "shape", "datatype", "data", "x"]
         return {r.choice(keys): self._random_json(depth - 1) for _ in range(r.randint(0, 4))}
+
+    # --- the binary tensor extension (its own random stream: `cases` stays as it was) ---------------
+    def binary_request(self, name: str, rng: random.Random) -> tuple[dict[str, Any], list[bytes]]:
+        """A valid binary-extension request for `name`: the JSON header and each input's bytes."""
+        doc = self.valid_request(name)
+        blobs = []
+        for t in doc["inputs"]:
+            arr = np.asarray(t.pop("data"), dtype=NUMPY_DTYPES.get(t["datatype"], "<f4"))
+            blobs.append(arr.tobytes())
+            t["parameters"] = {"binary_data_size": len(blobs[-1])}
+        if rng.random() < 0.5:
+            doc["parameters"] = {"binary_data_output": True}
+        return doc, blobs
+
+    def binary_cases(self, n: int) -> Iterator[Case]:
+        """Binary-extension requests, valid ones and ones mutated where the extension can lie: the
+        header's length, a declared size, the tensor bytes (cut, extended, flipped, swapped, NaN),
+        `data` beside a size, the header dropped. Drawn from a stream of their own (seeded from
+        this fuzzer's seed), so adding them changed none of `cases`."""
+        r = random.Random(self.seed * 7919 + 1)
+        sub = HttpFuzzer(self.models, self.seed + 1_000_003, self.token)
+        ops = ["valid", "length", "size", "cut", "extend", "flip", "swap", "nan", "data_too", "no_header", "zero_length"]
+        for _ in range(n):
+            name = r.choice(sorted(self.models))
+            doc, blobs = sub.binary_request(name, r)
+            op = r.choice(ops)
+            if op == "size":
+                t = r.choice(doc["inputs"])
+                t["parameters"]["binary_data_size"] = r.choice(
+                    [0, -1, 1, t["parameters"]["binary_data_size"] + r.choice([-8, -1, 1, 8]), 2**63, True, "8", 1.5]
+                )
+            elif op == "data_too":
+                r.choice(doc["inputs"])["data"] = [0]
+            elif op == "swap" and len(blobs) > 1:
+                blobs.reverse()
+            elif op == "nan":
+                blobs[0] = b"\x00\x00\xc0\x7f" + blobs[0][4:]
+            head = json.dumps(doc).encode()
+            tail = b"".join(blobs)
+            if op == "cut":
+                tail = tail[: r.randrange(max(1, len(tail)))]
+            elif op == "extend":
+                tail += bytes(r.randint(1, 16))
+            elif op == "flip" and tail:
+                at = r.randrange(len(tail))
+                tail = tail[:at] + bytes([tail[at] ^ (1 << r.randrange(8))]) + tail[at + 1 :]
+            length = str(len(head))
+            if op == "length":
+                length = r.choice([str(len(head) + r.choice([-3, -1, 1, 5])), "0", str(len(head) + len(tail) + 1), "-1", " 7", "1e2"])
+            elif op == "zero_length":
+                length = "0"
+            headers = (("content-type", "application/octet-stream"), *self._auth())
+            if op != "no_header":
+                headers = (*headers, ("inference-header-content-length", length))
+            yield Case("binary:" + op, "POST", self._infer_path_with(r, name), head + tail, headers)
+
+    @staticmethod
+    def _infer_path_with(r: random.Random, name: str) -> str:
+        return f"/v2/models/{name}/infer" if r.random() < 0.8 else f"/v2/models/{name}/versions/1/infer"
 
     # --- drivers --------------------------------------------------------------------------------
     def cases(self, n: int) -> Iterator[Case]:
