@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test lint bench clean venv browser bench-setup
+.PHONY: demo test lint bench clean venv browser bench-setup postgres torchvision
 
 $(BIN)/python:
 	@echo "== creating $(VENV)/ with $(PY)"
@@ -51,22 +51,54 @@ browser:
 bench-setup:
 	bash scripts/setup_bench.sh
 
-test: $(STAMP) lint browser bench-setup
+# Debian's PostgreSQL server binaries for the edge network's tests (each test starts a throwaway
+# cluster in a temporary folder on loopback); idempotent.
+postgres:
+	bash scripts/setup_postgres.sh
+
+# torchvision's model definitions (pure Python, off sys.path: its C extension does not load with the
+# CPU torch) for the op-coverage zoo; idempotent.
+torchvision: $(STAMP)
+	bash scripts/setup_torchvision.sh
+
+test: $(STAMP) lint browser bench-setup postgres torchvision
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (timed figures live here, never in tests). First the peer comparison (ours vs ONNX
 # Runtime Web, ONNX Runtime, PyTorch -> bench/results/latest.{json,png}, docs/benchmarks.md), then
 # the zoo report (sizes, errors, wasm vs PyTorch eager) and the other benches.
-bench: $(STAMP) bench-setup
-	$(BIN)/wasm-torch bench --out bench/results/latest.json
+bench: export PYTHONPATH = $(CURDIR)  # bench scripts import each other's helpers (bench/*.py)
+bench: $(STAMP) bench-setup torchvision
+	$(BIN)/wasm-torch bench --threads 1,2 --out bench/results/latest.json
+	$(BIN)/wasm-torch bench --quant --out bench/results/quant.json
 	$(BIN)/python bench/zoo_report.py --out bench/results/zoo.json
+	$(BIN)/python bench/coverage.py --smallest-first
 	$(BIN)/python bench/gemm.py --out bench/results/gemm.json
+	$(BIN)/python bench/quant_gemm.py
 	$(BIN)/python bench/mechanisms.py --out bench/results/mechanisms.json
+	$(BIN)/python bench/variants.py --model minilm
+	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/partition_vit.py
+	$(BIN)/python bench/partition_incremental.py
+	$(BIN)/python bench/learn_micro.py
+	$(BIN)/python bench/learn_costmodel.py
+	$(BIN)/python bench/learn_tune.py
+	$(BIN)/python bench/learn_circadian.py
 	$(BIN)/python bench/serve_balancing.py
 	$(BIN)/python bench/serve_recovery.py
 	$(BIN)/python bench/serve_throughput.py --requests 60 --rounds 2 --duration 30  # ~6 min; the defaults take ~20
+	$(BIN)/python bench/serve_kserve.py
+	$(BIN)/python bench/serve_threads.py
+	$(BIN)/python bench/serve_trap_dos.py
+	$(BIN)/python bench/serve_limits.py
+	$(BIN)/python bench/fuzz_http.py
+	$(BIN)/python bench/attack_artifacts.py
 	$(BIN)/python bench/serve_cascade.py
 	$(BIN)/python bench/serve_circadian.py
+	$(BIN)/python bench/net_throughput.py
+	$(BIN)/python bench/net_ledger.py
+	$(BIN)/python bench/net_sim.py
+	for b in kuramoto growth agreement voting privacy mutual; do $(BIN)/python bench/collective_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

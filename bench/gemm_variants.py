@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import wasmtime
 
-from wasm_torch.compiler.build.zig import COMMON, KERNEL_FLAGS, kernel_dir, zig_command
+from wasm_torch.compiler import CompileOptions
+from wasm_torch.compiler.build.zig import COMMON, flags, kernel_dir, zig_command
 from wasm_torch.compiler.passes.pack_weights import PANEL
 
 SHAPES = [(128, 384, 384), (128, 384, 1536), (128, 1536, 384), (512, 512, 512)]
@@ -262,7 +263,7 @@ def build(flavour: str, tmp: Path) -> bytes:
         *zig_command(),
         *COMMON,
         *extra,
-        *KERNEL_FLAGS,
+        *flags(CompileOptions())["kernels"],
         "-I",
         str(kernel_dir()),
         *link,

@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "compiler.cost": {"compiler.ir", "compiler.codegen"},
     # the stages, top to bottom (and compile(..., stages=k), which splits with analyze/)
     "compiler.pipeline": {"compiler.*", "artifact", "runtime", "config", "analyze"},
+    "compiler.multibuild": {"compiler.*", "artifact", "config", "runtime"},  # builds + checks the variants
     "compiler.partition": {"compiler.*", "artifact", "analyze", "config", "runtime"},
     "compiler": {"compiler.*"},
     "nn": set(),

@@ -3,8 +3,9 @@ turns our errors into one line on stderr (status 2) instead of a traceback.
 
 Each command group adds its own sub-parsers with `add_parsers(sub)`: compile/run/info, package,
 serve and bench here in cli/, the integrity commands in integrity/cli.py, the edge network's in
-net/cli.py, the tuner's in learn/cli.py. Heavy imports (torch, fastapi, ...) happen inside the
-command functions, so `wasm-torch --help` and the runtime commands work in a runtime-only install.
+net/cli.py, the tuner's in learn/cli.py, deploy's in deploy/cli.py. Heavy imports (torch, fastapi,
+...) happen inside the command functions, so `wasm-torch --help` and the runtime commands work in a
+runtime-only install.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from ..analyze import cli as analyze_cli
+from ..deploy import cli as deploy_cli
 from ..errors import WasmTorchError
 from ..integrity import cli as integrity_cli
 from ..learn import cli as learn_cli
@@ -49,6 +51,7 @@ def build_parser() -> Parser:
     serve_cli.add_parsers(sub)
     integrity_cli.add_parsers(sub)
     learn_cli.add_parsers(sub)
+    deploy_cli.add_parsers(sub)
     net_cli.add_parsers(sub)
     analyze_cli.add_parsers(sub)  # pipeline info | run
     bench_cli.add_parsers(sub)

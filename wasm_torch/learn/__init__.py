@@ -15,7 +15,7 @@ makes the next model's tuning start where similar models ended (docs/learning.md
     measure.py / tuner.py      interleaved noise-aware measurement; the Optuna-driven tuner
     background.py              bounded consolidation chunks (gated by the circadian controller
                                in `wasm-torch serve`, see serve/learning.py)
-    cli.py                     `wasm-torch tune | deploy | memory`
+    cli.py                     `wasm-torch tune | memory` (deploy's parser: deploy/cli.py)
 
 Importing this package imports nothing heavy; the names below load their modules on first use.
 """

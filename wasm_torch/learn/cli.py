@@ -1,10 +1,9 @@
-"""`wasm-torch tune | deploy | memory`: parsing for the learning commands (the work is in tuner.py,
-deploy/deploy.py and memory.py). Importing this module is cheap: nothing heavy until a command runs.
+"""`wasm-torch tune | memory`: parsing for the learning commands (the work is in tuner.py and
+memory.py). Importing this module is cheap: nothing heavy until a command runs. `wasm-torch deploy`
+(deploy/cli.py) reuses `load_model` and `model_args` from here.
 
 wasm-torch tune pkg.mod:make [--input-shape 1,64 ...] [--budget 20] [--memory DIR | --no-memory] [-o OUT]
 wasm-torch tune zoo:resnet --budget 30 --json tune.json
-wasm-torch deploy pkg.mod:make --target web|serve|edge -o OUT --key keys/release.key
-                  [--max-latency-ms X] [--max-size-mb Y] [--budget 12]
 wasm-torch memory [--memory DIR] [--consolidate]
 
 MODEL is pkg.module:factory (an nn.Module, or (module, inputs) or (module, inputs, dynamic_shapes))
@@ -25,7 +24,7 @@ DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "u
 MAX_INPUT_ELEMENTS = 100_000_000
 
 
-def _positive_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -35,7 +34,7 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -156,28 +155,6 @@ def cmd_tune(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deploy(a: argparse.Namespace) -> int:
-    from ..deploy.deploy import Requirements, deploy
-
-    model, inputs, dynamic = load_model(a)
-    rep = deploy(
-        model, inputs, a.output, target=a.target, keys=a.key, dynamic_shapes=dynamic,
-        requirements=Requirements(a.max_latency_ms, a.max_size_mb), budget=a.budget,
-        memory=a.memory, progress=not a.quiet,
-    )  # fmt: skip
-    t = rep.tuning
-    print(f"deployed {a.model} -> {rep.out} ({rep.target}) in {rep.seconds:.0f} s")
-    print(f"  latency here: {rep.latency_ms['p50']:.4f} ms median, {rep.latency_ms['p90']:.4f} ms p90")
-    print(f"  size: {rep.size_bytes['total']:,} B (model.wasm {rep.size_bytes['wasm']:,}, weights {rep.size_bytes['weights']:,})")
-    if "gain" in t:
-        print(f"  tuning: {t['gain']:.3f}x over the default ({t['trials']} trials, significant: {t['significant']})")
-    print(f"  validated against PyTorch: max abs err {rep.validation.get('max_abs_err', float('nan')):.3g}")
-    print(f"  signed by {', '.join(rep.signed_by)}")
-    for s in rep.next_steps:
-        print(f"  next: {s}")
-    return 0
-
-
 def cmd_memory(a: argparse.Namespace) -> int:
     mem = _memory(a)
     if a.consolidate:
@@ -187,7 +164,7 @@ def cmd_memory(a: argparse.Namespace) -> int:
     return 0
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="pkg.module:factory or zoo:NAME")
     p.add_argument("--input-shape", action="append", help="comma-separated shape of one input (repeat per input)")
     p.add_argument("--dtype", action="append", help=f"dtype per input, one of {', '.join(DTYPES)} (default float32)")
@@ -198,24 +175,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: Any) -> None:
     t = sub.add_parser("tune", help="search the compile options for a model by measured trials on this machine")
-    _model_args(t)
-    t.add_argument("--budget", type=_positive_int, default=20, help="measured trials (default 20)")
-    t.add_argument("--rounds", type=_positive_int, default=41, help="interleaved timing rounds per trial (default 41)")
-    t.add_argument("--confirm", type=_positive_int, default=3, help="re-measurements of the winner (default 3)")
+    model_args(t)
+    t.add_argument("--budget", type=non_negative_int, default=20, help="measured trials (default 20)")
+    t.add_argument("--rounds", type=non_negative_int, default=41, help="interleaved timing rounds per trial (default 41)")
+    t.add_argument("--confirm", type=non_negative_int, default=3, help="re-measurements of the winner (default 3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-memory", action="store_true", help="no warm start and nothing recorded")
     t.add_argument("--json", help="write every trial and the result to this JSON file")
     t.add_argument("-o", "--output", help="also compile the tuned artifact into this folder")
     t.set_defaults(fn=cmd_tune)
-    d = sub.add_parser("deploy", help="tune, compile, validate, bench, check requirements, sign and package")
-    _model_args(d)
-    d.add_argument("--target", required=True, choices=["web", "serve", "edge"])
-    d.add_argument("-o", "--output", required=True, help="a new (or empty) folder to write")
-    d.add_argument("--key", action="append", default=[], help="private key to sign with (repeat for hybrid)")
-    d.add_argument("--max-latency-ms", type=_positive_float, help="refuse if one call is slower here")
-    d.add_argument("--max-size-mb", type=_positive_float, help="refuse if model.wasm + weights.bin is larger (MB = 1e6 B)")
-    d.add_argument("--budget", type=_positive_int, default=12, help="tuning trials (0 = default options)")
-    d.set_defaults(fn=cmd_deploy)
     m = sub.add_parser("memory", help="show (or consolidate) the pattern memory the tuner learns in")
     m.add_argument("--memory", help="pattern-memory folder (default: the cache folder's learn/)")
     m.add_argument("--consolidate", action="store_true", help="fold the journal and re-cluster now")

@@ -3,7 +3,7 @@ EWC so adapting to a new model family does not erase what was learned about earl
 
     x = [pattern vector (64), one-hot configuration (space.width)]
     h = tanh(W x + b + Σ_g s_g · B_g A_g x)        s = FLOP share per op group (Pattern.gates)
-    ŷ = w·h + c                                       predicted log(latency in seconds)
+    ŷ = w·h + c                                       predicted log(latency / the default's latency)
 
 The base (W, b, w, c) is fitted in consolidation (`fit`, full-batch Adam on the trajectory
 buffer). Each op group g has a rank-2 adapter B_g A_g (A_g: 2 × in, B_g: hidden × 2), gated by how

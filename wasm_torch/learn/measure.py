@@ -18,6 +18,10 @@ over rounds; the tuner keeps a winner only when that bound is below 1. After eve
 running ratio is offered to `report`, which may stop a hopeless candidate early (Optuna's pruner
 does).
 
+`race` times several artifacts in the same rounds (order rotated each round), each against the
+default: the benchmarks use it to re-measure finalists side by side instead of comparing trials
+measured minutes apart.
+
 `Measurer` is the seam: the tuner only calls `measure(config, report)`. Tests plant a fake one
 with a known best configuration; benchmarks and users get `CompileMeasurer` (real compiles).
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -147,9 +151,51 @@ def interleaved(
     return Measurement(tuple(cand_t), tuple(base_t), stopped, {"calls_per_sample": n})
 
 
+def race(
+    fns: Sequence[Callable[[], Any]],
+    rounds: int = 31,
+    min_sample_s: float = 0.0005,
+    timer: Callable[[], float] = time.perf_counter,
+) -> list[Measurement]:
+    """Time several callables in the same rounds: fns[0] is the reference (the default), each round
+    samples every callable once, in an order rotated round by round, so drift and other processes
+    hit all of them alike. Returns one Measurement per fns[1:], each against fns[0]'s samples of
+    the same rounds. (`interleaved` is the two-callable case with early stopping.)"""
+    if rounds < 1:
+        raise LearningError(f"rounds must be >= 1, got {rounds}")
+    if len(fns) < 2:
+        raise LearningError(f"a race needs the reference and at least one candidate, got {len(fns)} callables")
+    for _ in range(2):  # warm caches, JIT tiers, page faults
+        for fn in fns:
+            fn()
+    calls = []
+    for fn in fns:  # calls per sample, per callable: each sample lasts about min_sample_s
+        t0 = timer()
+        fn()
+        calls.append(max(1, int(min_sample_s / max(timer() - t0, 1e-7))))
+    samples: list[list[float]] = [[] for _ in fns]
+    for r in range(rounds):
+        order = list(range(len(fns)))
+        k = r % len(fns)
+        order = order[k:] + order[:k]
+        if (r // len(fns)) % 2:
+            order.reverse()  # each callable also follows every other one, not always the same one
+        for i in order:
+            t = timer()
+            for _ in range(calls[i]):
+                fns[i]()
+            samples[i].append((timer() - t) / calls[i])
+    base = tuple(samples[0])
+    return [Measurement(tuple(samples[i]), base, False, {"calls_per_sample": calls[i]}) for i in range(1, len(fns))]
+
+
 class CompileMeasurer:
     """Compiles each configuration through the real pipeline (validated against PyTorch), loads it
-    with wasmtime and times it interleaved with the default configuration's artifact."""
+    with wasmtime and times it interleaved with the default configuration's artifact.
+
+    keep_artifacts: keep each configuration's compiled folder (in work_dir) for later `measure` or
+    `race` calls instead of compiling it again (benchmarks re-measure finalists; the tuner does
+    not need it)."""
 
     def __init__(
         self,
@@ -162,16 +208,66 @@ class CompileMeasurer:
         min_sample_s: float = 0.0005,
         atol: float = 1e-4,
         rtol: float = 1e-3,
+        keep_artifacts: bool = False,
     ) -> None:
         self.model, self.space, self.dynamic_shapes = model, space, dynamic_shapes
         self.example_inputs = tuple(example_inputs)
         self.rounds, self.min_sample_s, self.atol, self.rtol = rounds, min_sample_s, atol, rtol
+        self.keep = keep_artifacts
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="wasm_torch_tune_"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.arrays = [x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in self.example_inputs]
         self.compiled = 0
         self.default_dir = self._compile(space.default(), "default")
+        self._kept: dict[str, Path] = {space.key(space.default()): self.default_dir}
+
+    def artifact(self, config: Mapping[str, Any]) -> tuple[Path, bool]:
+        """The compiled (and validated) folder of one configuration, and whether it is kept (False:
+        a temporary folder the caller removes with `release`)."""
+        key = self.space.key(config)
+        if key in self._kept:
+            return self._kept[key], True
+        out = self._compile(config, f"trial-{self.compiled}")
+        if self.keep:
+            self._kept[key] = out
+        return out, self.keep
+
+    def release(self, folder: Path, kept: bool) -> None:
+        if not kept:
+            shutil.rmtree(folder, ignore_errors=True)  # our own trial folder only
+
+    def race(self, configs: Sequence[Mapping[str, Any]], rounds: int = 31, runs: int = 3) -> list[Measurement]:
+        """Each configuration against the default, all timed in the same rounds (`race`), `runs`
+        times with freshly loaded instances of every artifact. Each result pools the runs' samples
+        and keeps the per-run ratios in `info["run_ratios"]`: their median is robust to one run
+        (one instance) being off, which happens on a loaded machine. The default configuration may
+        be among `configs`: a second instance of the default, a control whose true ratio is 1."""
+        from ..runtime import load
+
+        if runs < 1:
+            raise LearningError(f"runs must be >= 1, got {runs}")
+        built: list[tuple[Path, bool]] = []
+        try:
+            for c in configs:
+                built.append(self.artifact(c))
+            pooled: list[Measurement | None] = [None] * len(built)
+            per_run: list[list[float]] = [[] for _ in built]
+            for _ in range(runs):
+                mods = [load(d) for d in [self.default_dir, *(d for d, _ in built)]]
+                fns = [(lambda m=m: m(*self.arrays, copy=False)) for m in mods]
+                for i, m in enumerate(race(fns, rounds, self.min_sample_s)):
+                    per_run[i].append(m.ratio)
+                    p = pooled[i]
+                    pooled[i] = m if p is None else p.merged(m)
+        finally:
+            for d, kept in built:
+                self.release(d, kept)
+        return [
+            Measurement(m.candidate, m.baseline, False, {**m.info, "run_ratios": r})
+            for m, r in zip(pooled, per_run, strict=True)
+            if m is not None
+        ]
 
     def _compile(self, config: Mapping[str, Any], name: str) -> Path:
         from ..compiler.pipeline import compile as compile_model
@@ -189,20 +285,15 @@ class CompileMeasurer:
         self.compiled += 1
         return out
 
-    def _load(self, config: Mapping[str, Any], name: str) -> Any:
-        from ..runtime import load
-
-        return load(self._compile(config, name))
-
     def measure(self, config: Mapping[str, Any], report: Report | None = None) -> Measurement:
-        name = f"trial-{self.compiled}"
-        t0 = time.perf_counter()
-        mod = self._load(config, name)
-        compile_s = time.perf_counter() - t0
         from ..runtime import load
 
-        default = load(self.default_dir)  # a fresh instance per trial, like the candidate's (see above)
+        t0 = time.perf_counter()
+        folder, kept = self.artifact(config)
         try:
+            mod = load(folder)
+            compile_s = time.perf_counter() - t0
+            default = load(self.default_dir)  # a fresh instance per trial, like the candidate's (see above)
             m = interleaved(
                 lambda: default(*self.arrays, copy=False),
                 lambda: mod(*self.arrays, copy=False),
@@ -211,7 +302,7 @@ class CompileMeasurer:
                 report,
             )
         finally:
-            shutil.rmtree(self.work_dir / name, ignore_errors=True)  # our own trial folder only
+            self.release(folder, kept)
         return Measurement(m.candidate, m.baseline, m.stopped_early, {**m.info, "compile_s": compile_s})
 
     def close(self) -> None:

@@ -120,7 +120,7 @@ class TuneResult:
             "space": self.space.id,
             "pattern": self.pattern_key,
             "seconds": round(self.seconds, 1),
-            "method": "optuna TPE + 75th-percentile pruner; interleaved rounds vs the default (25th-percentile latencies); kept only if the bootstrap upper 95% bound of the ratio is < 1",
+            "method": "optuna TPE + 75th-percentile pruner; interleaved rounds vs the default (10th-percentile latencies); kept only if the bootstrap upper 95% bound of the ratio is < 1",
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -327,19 +327,26 @@ class Tuner:
         )
 
     def _learn_moves(self) -> None:
-        """Q-updates for every pair of measured configurations that differ in exactly one knob."""
-        if self.bank is None:
-            return
-        done = [t for t in self.trials if t.state == "complete" and t.ratio]
-        for a in done:
-            for b in done:
-                diff = [k.name for k in self.space if json.dumps(a.config[k.name]) != json.dumps(b.config[k.name])]
-                if len(diff) != 1:
-                    continue
-                assert a.ratio is not None and b.ratio is not None
-                s = state_signature(self.pattern, self.space.id, self.space.key(a.config))
-                s2 = state_signature(self.pattern, self.space.id, self.space.key(b.config))
-                self.bank.record(s, action_key(diff[0], b.config[diff[0]]), math.log(a.ratio / b.ratio), s2)
+        if self.bank is not None:
+            learn_moves(self.bank, self.space, self.pattern, self.trials)
+
+
+def learn_moves(bank: ReasoningBank, space: SearchSpace, pattern: Pattern, trials: list[Trial]) -> int:
+    """Q-updates for every pair of measured configurations of one model that differ in exactly one
+    knob (the default counts, with ratio 1.0); returns how many updates were recorded."""
+    done = [t for t in trials if t.state == "complete" and t.ratio]
+    n = 0
+    for a in done:
+        for b in done:
+            diff = [k.name for k in space if json.dumps(a.config[k.name]) != json.dumps(b.config[k.name])]
+            if len(diff) != 1:
+                continue
+            assert a.ratio is not None and b.ratio is not None
+            s = state_signature(pattern, space.id, space.key(a.config))
+            s2 = state_signature(pattern, space.id, space.key(b.config))
+            bank.record(s, action_key(diff[0], b.config[diff[0]]), math.log(a.ratio / b.ratio), s2)
+            n += 1
+    return n
 
 
 def tune(
