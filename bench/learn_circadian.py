@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -120,7 +121,7 @@ def main() -> int:
     moved = 1.0 - rows["circadian"]["busy_cpu_s"] / rows["always"]["busy_cpu_s"] if rows["always"]["busy_cpu_s"] else 0.0
     res = {
         "command": "PYTHONPATH=. python bench/learn_circadian.py " + " ".join(sys.argv[1:]),
-        "provisional": "CPU times measured on a shared, noisy 2-core machine",
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "traffic": {"peak_rps": cfg.peak_rps, "trough_fraction": cfg.trough_fraction, "peak_hour": cfg.peak_hour,
                     "requests": int(counts.sum()), "per_hour": [int(x) for x in counts.reshape(24, -1).sum(1)]},
         "busy_hour_learning_cpu_removed": round(moved, 4),

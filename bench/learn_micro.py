@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -131,7 +132,7 @@ def main() -> int:
     res = {
         "command": "PYTHONPATH=. python bench/learn_micro.py " + " ".join(sys.argv[1:]),
         "machine": {**current_machine().__dict__, "key": current_machine().key},
-        "provisional": "shared, noisy 2-core machine; the lead re-runs on a quiet one",
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "pre_query": pq,
         "microlora_adapt": ad,
         "claims": {"pre_query_ms": 2.0, "microlora_step_us": 100.0},

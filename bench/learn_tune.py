@@ -281,7 +281,6 @@ def main() -> int:
     res: dict[str, Any] = {
         "command": "PYTHONPATH=. python bench/learn_tune.py " + " ".join(sys.argv[1:]),
         "machine": {**current_machine().__dict__, "key": current_machine().key, "load_at_start": load1()},
-        "provisional": "shared, noisy 2-core machine (other jobs running); the lead re-runs on a quiet one",
         "space": space.describe(),
         "settings": {k: v for k, v in vars(a).items() if k not in ("models", "loo", "out")},
         "models": {},

@@ -124,7 +124,7 @@ def _plot(result: dict, path: Path) -> None:
         ax.loglog(ns, [r[key] for r in rows], "o-", label=f"{label} (n^{result['exponent'][key]:.2f})")
     ax.set_xlabel("graph nodes")
     ax.set_ylabel("CPU seconds (median)")
-    ax.set_title(f"Repartitioning into {result['stages']} stages (provisional, shared machine)")
+    ax.set_title(f"Repartitioning into {result['stages']} stages")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -148,7 +148,7 @@ def plot(rows: dict[str, dict[int, dict]], path: Path) -> None:
         ax.set_title(title, fontsize=10)
     axes[2].axhline(5, color="r", linewidth=0.8, linestyle="--")
     axes[0].legend(fontsize=8)
-    fig.suptitle("all-MiniLM-L6-v2, seq 128, one wasm-torch serve process (provisional, shared machine)", fontsize=10)
+    fig.suptitle("all-MiniLM-L6-v2, seq 128, one wasm-torch serve process", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

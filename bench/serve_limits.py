@@ -13,7 +13,7 @@
    run one after the other: encoding in a worker thread in chunks (the default) vs on the event loop
    (`offload_bytes` huge). Reported: the probe's p50/p99/max latency for each, and their ratio.
 
-Timings come from a shared, noisy 2-core machine: provisional, compare the ratios.
+Timings depend on the machine and its load (recorded in the JSON): compare the ratios.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def main() -> int:
         "slowloris": loris,
         "big_answers": {"offloaded": on, "on_event_loop": off, "health_p99_loop_over_offloaded": ratio},
         "machine": machine(),
-        "note": "provisional: a shared 2-core machine; the lead re-runs it on a quiet one",
+        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))

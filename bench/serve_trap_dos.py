@@ -15,13 +15,14 @@
    35 innocent requests got 503 (retried in a batch with the poison again). Reported: innocent
    requests lost, poison outcomes, restarts.
 
-Writes bench/results/serve_trap_dos.json. Timings come from a shared, noisy machine: provisional.
+Writes bench/results/serve_trap_dos.json. Timings depend on the machine and its load (recorded in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -183,7 +184,7 @@ def main() -> int:
         "trap_dos": {"control": control, "attack": attack, "p99_attack_over_control": ratio},
         "killed_worker": killed,
         "machine": machine(),
-        "note": "provisional: a shared 2-core machine; the lead re-runs it on a quiet one",
+        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))

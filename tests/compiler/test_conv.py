@@ -1,4 +1,4 @@
-"""Convolution, depthwise convolution, pooling and the conv passes (issue 3), against torch.
+"""Convolution, depthwise convolution, pooling and the conv passes, against torch.
 
 Many layers go into one module with one input each, so a single compile covers every kernel path:
 packed GEMM (1x1 flat with and without a partial panel, strided, dilated, grouped, K and pixel

@@ -25,7 +25,7 @@ const out = { resolved: {}, imported: [] };
 for (const sub of Object.keys(pkg.exports)) {
   const spec = sub === "." ? "wasm-torch" : "wasm-torch" + sub.slice(1);
   out.resolved[spec] = import.meta.resolve(spec);
-  if (sub !== "./worker" && sub !== "./package.json") {  // the worker needs a Web Worker's `self`
+  if (!sub.endsWith("worker") && sub !== "./package.json") {  // Web Worker scripts need a worker's `self`
     await import(spec);
     out.imported.push(spec);
   }

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifact import MANIFEST, read_manifest
+from ..artifact import MANIFEST, read_manifest, read_manifest_bytes
+from ..config import settings as load_settings
+from .loader import check_signature_first
 from .module import WasmModule
 from .threads import VariantModule
 from .variants import check_threads, choose, default_threads, engine_features, parse_variants
@@ -40,8 +42,11 @@ def load(path: str | Path, *, threads: int | None = None, variant: str = "auto",
     n = asked if asked is not None else (1 if capped else default_threads())
     folder = Path(path)
     # The manifest is read here only to choose; VariantModule re-reads the build from the manifest it
-    # verified (signature, schema, hashes) before using anything.
-    specs = parse_variants(read_manifest(folder), str(folder / MANIFEST))
+    # verified (signature, schema, hashes) before using anything. With signatures asked for, they are
+    # checked before these bytes are parsed at all.
+    raw = read_manifest_bytes(folder)
+    check_signature_first(folder, raw, options, options.get("settings") or load_settings())
+    specs = parse_variants(read_manifest(folder, raw), str(folder / MANIFEST))
     spec = choose(specs, n, variant, engine_features(), str(folder), warn=asked is not None)
     if spec.plain:
         return WasmModule(path, **options)

@@ -76,6 +76,7 @@ def _verify_signature(
     name: str | None,
     releases: Any,
     settings: Settings,
+    use_store: bool = True,
 ) -> Any:
     keys = None if trusted_keys is None else list(trusted_keys)
     require = keys is not None if require is None else require
@@ -93,8 +94,19 @@ def _verify_signature(
         from ..integrity.signing import verify_release
     except ImportError as e:
         raise ArtifactError(f"signature checks need `cryptography>=48` (pip install cryptography): {e}") from e
-    store = releases if releases is not None else settings.release_store
+    store = (releases if releases is not None else settings.release_store) if use_store else None
     return verify_release(path, keys, name=name, require=require, store=store, have={MANIFEST: raw_manifest})
+
+
+def check_signature_first(path: Path, raw_manifest: bytes, options: dict[str, Any], settings: Settings) -> None:
+    """The signature check alone, for a caller that must parse the manifest before `load_artifact`
+    (which checks again, with the release store): nothing of an unverified manifest is parsed when
+    signatures are asked for."""
+    if options.get("trusted_keys") is None and not options.get("require_signed"):
+        return
+    _verify_signature(path, raw_manifest, options.get("verify", True), options.get("trusted_keys"),
+                      options.get("require_signed"), options.get("name"), options.get("releases"), settings,
+                      use_store=False)  # load_artifact admits the release into the store, once  # fmt: skip
 
 
 def _weights(path: Path, m: Manifest, raw_manifest: bytes, keyring: Any, verify: bool, settings: Settings) -> bytes:

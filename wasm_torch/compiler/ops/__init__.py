@@ -3,7 +3,7 @@
 Importing this package registers them all; `wasm_torch.compiler` does so on import.
 """
 
-from . import (  # model-zoo coverage (issue 12)
+from . import (  # model-zoo coverage: interpolation, transposed conv, scatter, norms, sort, ...
     attention,
     conv,
     conv_transpose,

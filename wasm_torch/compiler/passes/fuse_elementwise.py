@@ -16,7 +16,11 @@ the output. Example, GPT-2's GELU (8 nodes -> 1):
     y = fused_elementwise(x, 3, 0.044715, 0.798, 1, 0.5) program=(pow(%0, %1), mul(%6, %2), ...)
 
 A value read by nodes of different groups (or by a reduction, a matmul...) stays materialised:
-recomputing it per reader could cost more than it saves. Runs after pack_weights / fuse_epilogue, so
+recomputing it per reader could cost more than it saves. A group runs on f32x4 only when every
+member has a vector form (codegen/fused.py), so a node joins only a group of its own kind: one
+op without a vector form (`where`, a comparison, a non-f32 value) would otherwise turn a whole
+group scalar. Mamba's `exp(where(mask, a - b, -inf)) * c` lost its SIMD `exp` that way and ran 4-8x
+slower than unfused; now `where` is its own scalar loop and `exp(.) * c` stays one vector loop. Runs after pack_weights / fuse_epilogue, so
 an activation that a GEMM epilogue can apply is already gone; what remains here is everything else.
 """
 
@@ -25,13 +29,28 @@ from __future__ import annotations
 import sympy
 
 from ..ir.graph import Graph, Node, Shape
-from ..ir.op import Step, in_group
+from ..ir.op import Step, in_group, op_def
 
 
 def _same_shape(a: Shape, b: Shape) -> bool:
     return len(a) == len(b) and all(
         x == y or sympy.expand(sympy.sympify(x) - sympy.sympify(y)) == 0 for x, y in zip(a, b, strict=True)
     )
+
+
+def _vector(g: Graph, n: Node) -> bool:
+    """Whether code generation has an f32x4 form for this node (the test codegen/fused.py applies
+    to a whole group, node by node)."""
+    if any(v and g.types[v].dtype != "f32" for v in (*n.inputs, *n.outputs)):
+        return False
+    vector = op_def(n.op).vector
+    if vector is None:
+        return False
+    scalars = []
+    for v in n.inputs:
+        c = g.consts.get(v)
+        scalars.append(float(c.item()) if c is not None and c.size == 1 else None)
+    return vector(dict(n.attrs), scalars) is not None
 
 
 def fuse_elementwise(g: Graph) -> Graph:
@@ -51,7 +70,7 @@ def fuse_elementwise(g: Graph) -> Graph:
         out = n.outputs[0]
         groups = {root.get(r) for r in readers.get(out, ())}
         r = next(iter(groups)) if len(groups) == 1 else None
-        ok = r is not None and out not in g.outputs
+        ok = r is not None and out not in g.outputs and _vector(g, n) == _vector(g, g.nodes[r])
         root[i] = r if ok and _same_shape(g.types[out].shape, g.types[g.nodes[r].outputs[0]].shape) else i
     tops = {r for i, r in root.items() if r != i}  # groups with more than one node
     if not tops:
