@@ -22,6 +22,11 @@ does).
 default: the benchmarks use it to re-measure finalists side by side instead of comparing trials
 measured minutes apart.
 
+Every instance runs on one thread (`load(..., threads=1)`): the compile options searched here do
+not include the thread count, and a 2-thread call on a 2-core machine waits for its slower thread
+whenever any other process runs, which made single search measurements report 1.1-1.8x "gains"
+that confirmation runs and races never reproduced (bench/learn_tune.py, 2026-12-03).
+
 `Measurer` is the seam: the tuner only calls `measure(config, report)`. Tests plant a fake one
 with a known best configuration; benchmarks and users get `CompileMeasurer` (real compiles).
 """
@@ -254,7 +259,7 @@ class CompileMeasurer:
             pooled: list[Measurement | None] = [None] * len(built)
             per_run: list[list[float]] = [[] for _ in built]
             for _ in range(runs):
-                mods = [load(d) for d in [self.default_dir, *(d for d, _ in built)]]
+                mods = [load(d, threads=1) for d in [self.default_dir, *(d for d, _ in built)]]
                 fns = [(lambda m=m: m(*self.arrays, copy=False)) for m in mods]
                 for i, m in enumerate(race(fns, rounds, self.min_sample_s)):
                     per_run[i].append(m.ratio)
@@ -291,9 +296,9 @@ class CompileMeasurer:
         t0 = time.perf_counter()
         folder, kept = self.artifact(config)
         try:
-            mod = load(folder)
+            mod = load(folder, threads=1)
             compile_s = time.perf_counter() - t0
-            default = load(self.default_dir)  # a fresh instance per trial, like the candidate's (see above)
+            default = load(self.default_dir, threads=1)  # a fresh instance per trial, like the candidate's (see above)
             m = interleaved(
                 lambda: default(*self.arrays, copy=False),
                 lambda: mod(*self.arrays, copy=False),
