@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     # text generation: the compile side (compile.py, trace.py, validate.py) and the runtime side
     # (generator.py, sampling.py, tokenizer.py: numpy + wasmtime only, what serve imports)
     "generate": {"compiler", "compiler.*", "artifact", "runtime", "config", "deploy"},
-    "net": {"runtime", "artifact", "config", "errors", "integrity", "collective"},
+    "net": {"runtime", "artifact", "config", "errors", "integrity", "collective", "analyze"},
     "collective": {"errors"},
     "analyze": {"compiler.*", "artifact", "runtime"},  # runtime: runner.py runs the stage artifacts
     "learn": {"compiler", "compiler.*", "analyze", "runtime", "artifact", "config", "errors", "integrity", "zoo"},

@@ -127,3 +127,19 @@ def test_served_model_protocol_covers_what_pools_run(compiled):
     m = wasm_torch.load(compiled["mlp"][0])
     assert isinstance(m, ServedModel) and isinstance(FakeModel(), ServedModel)
     assert not isinstance(object(), ServedModel)
+
+
+def test_threads_setting_gives_each_replica_an_intra_op_pool(compiled):
+    """`--threads N` / ServeSettings(threads=N): each replica's instance runs one call on N threads,
+    bit-identical to one thread; threads with fuel, or outside 1..64, is a settings error."""
+    from wasm_torch.serve.registry import path_factory
+    from wasm_torch.serve.settings import SettingsError
+
+    path, _ = compiled["mlp"]
+    one, two = path_factory(path, ServeSettings(threads=1))(), path_factory(path, ServeSettings(threads=2))()
+    assert getattr(one, "threads", 1) == 1 and two.threads == 2  # threads=1: the plain single-threaded module
+    x = np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32)
+    assert [a.tobytes() for a in one(x)] == [b.tobytes() for b in two(x)]
+    for bad in ({"threads": 0}, {"threads": 65}, {"threads": 2, "fuel": 10_000}):
+        with pytest.raises(SettingsError, match=r"threads|fuel"):
+            ServeSettings(**bad)

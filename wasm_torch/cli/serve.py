@@ -68,6 +68,7 @@ def settings_from_flags(a: argparse.Namespace) -> ServeSettings:
     """ServeSettings from the flags, over the --config file when one is given."""
     flags: dict[str, Any] = {
         "replicas": 1 if a.ray else a.replicas,  # --ray: --replicas Ray replicas, one wasm worker each
+        "threads": a.threads,
         "max_batch_size": a.max_batch,
         "max_queue_delay_s": a.batch_delay_ms / 1e3,
         "max_queue": a.max_queue,
@@ -102,7 +103,7 @@ def settings_from_flags(a: argparse.Namespace) -> ServeSettings:
 
     given = getattr(a, EXPLICIT, set())
     dest_of = {  # the flags each setting comes from
-        "replicas": {"replicas", "ray"}, "max_batch_size": {"max_batch"}, "max_queue_delay_s": {"batch_delay_ms"},
+        "replicas": {"replicas", "ray"}, "threads": {"threads"}, "max_batch_size": {"max_batch"}, "max_queue_delay_s": {"batch_delay_ms"},
         "max_queue": {"max_queue"}, "request_timeout_s": {"request_timeout"}, "cache_size": {"cache"},
         "deadline_s": {"deadline"}, "fuel": {"fuel"}, "auth_tokens": {"token"}, "open_metrics": {"open_metrics"},
         "open_docs": {"open_docs"}, "rate_limit_per_s": {"rate_limit"}, "balancer": {"balancer"},
@@ -160,6 +161,11 @@ def add_parsers(sub: Any) -> None:
     s.add_argument(
         "--replicas", action=Store, type=positive_int, default=d.replicas,
         help="workers per model (with --ray: Ray replicas, or the start when autoscaling)",
+    )  # fmt: skip
+    s.add_argument(
+        "--threads", action=Store, type=positive_int, default=d.threads,
+        help="intra-op threads of each worker's instance (one call on N cores, weights once); "
+        "replicas x threads should not exceed the cores",
     )  # fmt: skip
     s.add_argument("--max-batch", action=Store, type=positive_int, default=d.max_batch_size, help="rows per dynamic batch")
     s.add_argument(

@@ -5,6 +5,7 @@ wasm-torch coordinator --db coord.db --port 8700 --key keys/coord.key --trust ke
 wasm-torch node --coordinator http://127.0.0.1:8700 --key keys/node.key --trust keys/publisher.pub [--stake 10]
 wasm-torch job submit out/mlp x.npy --coordinator URL --key keys/me.key [--batch 1] [--priority] [--watch]
 wasm-torch job watch JOB --coordinator URL          wasm-torch job fetch JOB --coordinator URL -o y.npy
+wasm-torch job pipeline out/mlp2 x.npy --coordinator URL --key keys/me.key [--batch 1] -o y.npy
 wasm-torch ledger balance ACCOUNT --coordinator URL | root | grant ACCOUNT CREDITS --key operator.key
 wasm-torch ledger params --coordinator URL [--set k=v --key operator.key] | verify --db URL [--peer-key k.pub]
 wasm-torch gov propose --coordinator URL --key me.key --set replication=3 [--title why] | vote PID yes|no
@@ -109,12 +110,68 @@ def _http(url: str) -> Any:
     return Http(url, attempts=3)
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} > 0, got {text!r}") from None
+        if not 0 < v < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} > 0, got {text!r}")
+        return v
+
+    return parse
+
+
+def _load_inputs(paths: list[str]) -> list[Any]:
+    import numpy as np
+
+    from .errors import BadMessage
+
+    out = []
+    for p in paths:
+        try:
+            out.append(np.load(p, allow_pickle=False))
+        except (ValueError, EOFError) as e:
+            raise BadMessage(f"input {p} is not a .npy array ({e}); save inputs with numpy.save") from None
+        if not isinstance(out[-1], np.ndarray):
+            raise BadMessage(f"input {p} is a .npz archive; save each input as its own .npy file")
+    return out
+
+
+def _save(outs: list[Any], output: str) -> None:
+    import numpy as np
+
+    stem = Path(output)
+    for k, arr in enumerate(outs):
+        path = stem if k == 0 else stem.with_name(f"{stem.stem}_{k}{stem.suffix}")
+        np.save(path, arr, allow_pickle=False)
+        print(f"wrote {path}: {arr.dtype}{list(arr.shape)}")
+
+
+def _pipeline(a: argparse.Namespace, http: Any) -> int:
+    from .pipeline_job import run_pipeline
+    from .wire import Signer
+
+    def show(e: Any) -> None:
+        print(f"stage {e.stage} micro-batch {e.micro_batch} {e.kind} ({e.job}), {e.done}/{e.total} stage jobs done",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    inputs = _load_inputs(a.inputs)
+    outs = run_pipeline(http, Signer.from_file(a.key), a.pipeline, inputs, a.batch, priority=a.priority,
+                        timeout=a.timeout, progress=show)  # fmt: skip
+    _save(outs, a.output)
+    return 0
+
+
 def cmd_job(a: argparse.Namespace) -> int:
     import numpy as np
 
     from . import submit
 
     http = _http(a.coordinator)
+    if a.job_cmd == "pipeline":
+        return _pipeline(a, http)
     if a.job_cmd == "submit":
         from .wire import Signer
 
@@ -127,12 +184,7 @@ def cmd_job(a: argparse.Namespace) -> int:
     if a.job_cmd == "watch":
         s = submit.watch(http, a.job, every=a.every)
         return 0 if s["failed"] == 0 else 1
-    outs = submit.fetch_outputs(http, a.job)
-    stem = Path(a.output)
-    for k, arr in enumerate(outs):
-        path = stem if k == 0 else stem.with_name(f"{stem.stem}_{k}{stem.suffix}")
-        np.save(path, arr, allow_pickle=False)
-        print(f"wrote {path}: {arr.dtype}{list(arr.shape)}")
+    _save(submit.fetch_outputs(http, a.job), a.output)
     return 0
 
 
@@ -271,6 +323,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     f.add_argument("job")
     f.add_argument("--coordinator", required=True)
     f.add_argument("-o", "--output", required=True, help=".npy for the first output (others get _1, _2…)")
+    pp = jsub.add_parser("pipeline", help="run a partitioned model (compile(..., stages=k)) stage by stage as jobs")
+    pp.add_argument("pipeline", help="pipeline folder (pipeline.json + signed stage folders)")
+    pp.add_argument("inputs", nargs="+", help=".npy per model input, split along axis 0 into micro-batches")
+    pp.add_argument("--coordinator", required=True)
+    pp.add_argument("--key", required=True, help="the paying account's Ed25519 key")
+    pp.add_argument("--batch", type=_positive(int), default=1, help="rows per micro-batch")
+    pp.add_argument("--timeout", type=_positive(float), default=600.0, help="seconds one stage job may take")
+    pp.add_argument("--priority", action="store_true", help="run first, at twice the price")
+    pp.add_argument("-o", "--output", required=True, help=".npy for the first output (others get _1, _2…)")
     j.set_defaults(fn=cmd_job)
 
     led = sub.add_parser("ledger", help="credit balances, grants, Merkle root, network parameters")

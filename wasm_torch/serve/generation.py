@@ -343,8 +343,9 @@ def _factory(folder: Path, settings: ServeSettings) -> Any:
     import wasm_torch
 
     integrity = integrity_options(settings)
-    return lambda: wasm_torch.load(str(folder), memory_limit=settings.memory_limit, deadline=settings.deadline_s,
-                                   fuel=settings.fuel, stateful=True, **integrity)  # fmt: skip
+    return lambda: wasm_torch.load(str(folder), threads=settings.threads, memory_limit=settings.memory_limit,
+                                   deadline=settings.deadline_s, fuel=settings.fuel, stateful=True,
+                                   **integrity)  # fmt: skip
 
 
 def _sse(data: dict[str, Any], event: str | None = None) -> bytes:

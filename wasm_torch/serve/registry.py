@@ -84,6 +84,7 @@ def path_factory(path: Path, settings: ServeSettings) -> Callable[[], ServedMode
     def load() -> ServedModel:
         return wasm_torch.load(
             str(path),
+            threads=settings.threads,
             memory_limit=settings.memory_limit,
             deadline=settings.deadline_s,
             fuel=settings.fuel,

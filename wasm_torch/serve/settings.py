@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from wasm_torch.runtime.variants import MAX_THREADS
 from wasm_torch.serve.balancing import POLICIES
 from wasm_torch.serve.errors import ServeError
 
@@ -26,6 +27,7 @@ class SettingsError(ServeError, ValueError):
 class ServeSettings:
     # --- pool --------------------------------------------------------------------------------
     replicas: int = 2  # worker threads per model, one wasm instance (store) each
+    threads: int = 1  # intra-op threads of each replica's instance (wasm threads; 1 = single-threaded build)
     max_batch_size: int = 8  # rows per batch for models with a symbolic first dim
     max_queue_delay_s: float = 0.002  # how long a worker waits to fill a batch
     max_queue: int = 256  # queued requests per replica before we shed load (503)
@@ -109,7 +111,7 @@ class ServeSettings:
 # What a model's entry in `model_settings` may change: its pool, sandbox and request/answer sizes.
 # Server-wide things (HTTP limits, auth, the guard's policy, gRPC, the repository) are not per model.
 PER_MODEL = frozenset({
-    "replicas", "max_batch_size", "max_queue_delay_s", "max_queue", "request_timeout_s", "hang_timeout_s",
+    "replicas", "threads", "max_batch_size", "max_queue_delay_s", "max_queue", "request_timeout_s", "hang_timeout_s",
     "cache_size", "balancer", "max_retries", "memory_limit", "deadline_s", "fuel", "breaker_window",
     "breaker_min_calls", "breaker_failure_rate", "breaker_open_s", "breaker_half_open_calls",
     "max_body_bytes", "max_response_bytes", "max_elements",
@@ -132,6 +134,10 @@ _NOT_NEGATIVE = ("max_queue_delay_s", "cache_size", "max_retries", "offload_byte
 
 def _problems(s: ServeSettings) -> list[str]:
     out = []
+    if not _int(s.threads) or not 1 <= s.threads <= MAX_THREADS:
+        out.append(f"threads must be an integer 1..{MAX_THREADS}, got {s.threads!r}")
+    elif s.threads > 1 and s.fuel is not None:
+        out.append("fuel meters one thread's instructions: use threads=1 with fuel")
     for name in _AT_LEAST_ONE:
         v = getattr(s, name)
         out.append(f"{name} must be an integer >= 1, got {v!r}" if not _int(v) or v < 1 else "")
