@@ -10,6 +10,7 @@ nodes, validate replicas by hash, and pay in credits kept in a CRDT ledger (docs
     jobs.py        artifacts and jobs (server side)      scheduler.py leases, results, settlement
     coordinator.py the FastAPI app                       node.py      the Python node
     client.py      HTTP with retries                     submit.py    submit / watch / fetch a job
+    pipeline_job.py a partitioned model (compile stages=k) run as a pipeline of stage jobs
     sim.py         seeded simulation of validation and credit at scale (bench/net_sim.py)
     governance.py  signed proposals and votes in the ledger, tally at a stake snapshot, execute once
     agree.py       Byzantine agreement among coordinators on each proposal (spikes over gossip)

@@ -234,11 +234,14 @@ class _Run:
 
     def run(self) -> list[np.ndarray]:
         while self.n_done < self.k * len(self.batches):
+            progressed = False
             for j, m in self.ready():
                 self.submit(j, m)
-            progressed = False
             for j, m in sorted(self.running, key=lambda t: (t[1], t[0])):
-                progressed |= self.check(j, m)
+                if self.check(j, m):  # done: its readers (and a newly admitted micro-batch) go out now
+                    progressed = True
+                    for jj, mm in self.ready():
+                        self.submit(jj, mm)
             if not progressed:
                 time.sleep(self.poll)
         return self.collect()
