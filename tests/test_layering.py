@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "compiler.quant_check": {"compiler.check"},  # the agreement bar of fp16 / int8 weights
     "compiler.calibration": {"compiler.ir"},  # int8-static calibration inputs, checked
     "compiler.cost": {"compiler.ir", "compiler.codegen"},
+    "compiler.write": {"compiler.*", "artifact"},  # planned graph + wasm -> artifact folder
     # the stages, top to bottom (and compile(..., stages=k), which splits with analyze/)
     "compiler.pipeline": {"compiler.*", "artifact", "runtime", "config", "analyze"},
     "compiler.multibuild": {"compiler.*", "artifact", "config", "runtime"},  # builds + checks the variants

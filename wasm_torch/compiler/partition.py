@@ -47,6 +47,7 @@ from .codegen.memory_plan import plan_memory
 from .ir import DTYPES, Graph, Symbol, verify
 from .ir.index_inputs import index_inputs
 from .options import CompileOptions
+from .write import write_compiled
 
 
 @dataclass
@@ -158,7 +159,6 @@ def compile_pipeline(
     reuse: stage index -> an existing stage folder compiled from an identical stage graph (copied
     instead of compiled). validate_outputs: compare only these model outputs with PyTorch (the
     others are known to be unchanged); default all."""
-    from .pipeline import _write  # the one artifact writer, shared with compile()
 
     out_dir = Path(out_dir)
     check_target(out_dir)  # never replace a folder that is not ours (artifact/publish.py)
@@ -183,7 +183,7 @@ def compile_pipeline(
                                                                 f"for {name} stage {j}/{len(graphs)}")
                 built = multibuild.build(c_source, cfg, options)  # the same builds as a whole compile
                 folder.mkdir()
-                _write(folder, sg, plan, built["simd128"], f"{name}.stage{j}", options)
+                write_compiled(folder, sg, plan, built["simd128"], f"{name}.stage{j}", options)
                 multibuild.write(folder, built, options)
                 if indices := index_inputs(sg):  # lets the runtime explain an out-of-range index
                     add_manifest_fields(folder, {"index_inputs": indices})

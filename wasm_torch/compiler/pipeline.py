@@ -14,7 +14,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +21,28 @@ import torch
 
 from ..artifact import (
     Artifact,
-    MemorySpec,
-    SymbolSpec,
-    TensorSpec,
-    WeightSpec,
     add_manifest_fields,
     check_target,
     publish,
     read_manifest,
-    write_artifact,
 )
 from ..config import settings as load_settings
 from ..errors import CompileError, QuantizationError, ValidationError
 from ..runtime import WasmModule
 from ..version import __version__
 from . import multibuild
-from .build import flags
 from .calibration import calibration_samples
 from .check import VacuousCheckWarning, compare, reference_outputs, vacuous_message
-from .codegen import ENTRY, generate_c
-from .codegen.dims import py_dim
-from .codegen.memory_plan import MemoryPlan, plan_memory
-from .cost import work
+from .codegen import generate_c
+from .codegen.memory_plan import plan_memory
 from .frontend import from_torch
-from .ir import DTYPES, Graph, format_graph, verify
+from .ir import Graph, format_graph, verify
 from .ir.index_inputs import index_inputs
 from .options import CompileOptions
 from .passes import PASSES
 from .passes.quantize import quantize
 from .quant_check import AgreementBar, check_agreement
+from .write import write_compiled
 
 
 def _stages(progress: bool | Callable[[str], None]) -> Callable[[str], Any]:
@@ -210,7 +202,7 @@ def compile(
     )
     try:
         with _timed(t, "write"):
-            _write(tmp, g, plan, wasm, name, options)
+            write_compiled(tmp, g, plan, wasm, name, options)
             multibuild.write(tmp, built, options)  # model.threads.wasm, model.relaxed.wasm, ... beside it
             if indices := index_inputs(g):  # lets the runtime explain an out-of-range index
                 add_manifest_fields(tmp, {"index_inputs": indices})
@@ -238,42 +230,6 @@ def compile(
             shutil.rmtree(tmp, ignore_errors=True)
     step("done")
     return Artifact(out_dir, read_manifest(out_dir), report)
-
-
-def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, options: CompileOptions) -> None:
-    blob = bytearray(plan.weights_bytes)
-    weights = []
-    for c, arr in g.consts.items():
-        off = plan.weight_offsets[c]
-        data = arr.tobytes(order="C")
-        blob[off : off + len(data)] = data
-        weights.append(WeightSpec(c, DTYPES[g.types[c].dtype].name, tuple(arr.shape), off))
-
-    def spec(v: str, label: str) -> TensorSpec:
-        t = g.types[v]
-        return TensorSpec(label, DTYPES[t.dtype].name, tuple(py_dim(d) for d in t.shape), plan.offsets[v])
-
-    write_artifact(
-        folder,
-        name=name,
-        entry=ENTRY,
-        compiler={
-            "wasm_torch": __version__,
-            "torch": torch.__version__,
-            "ziglang": version("ziglang"),
-            "flags": flags(options),
-            "options": options.to_json(),
-        },
-        symbols=[SymbolSpec(s.name, s.min, s.max, s.input, s.axis) for s in g.symbols.values()],
-        inputs=[spec(v, v) for v in g.inputs],
-        outputs=[spec(v, f"output_{k}") for k, v in enumerate(g.outputs)],
-        memory=MemorySpec(plan.weights_bytes, plan.arena_bytes, plan.unplanned_bytes, plan.peak_live_bytes),
-        ops=g.op_counts(),
-        weights=weights,
-        work=work(g),
-        wasm=wasm,
-        weights_blob=bytes(blob),
-    )
 
 
 def _with_quantize(options: CompileOptions, quantize: str | None, calibration: Any) -> CompileOptions:

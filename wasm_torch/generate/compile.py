@@ -24,7 +24,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +32,21 @@ from torch.export import Dim
 
 from ..artifact import (
     Artifact,
-    MemorySpec,
-    SymbolSpec,
-    TensorSpec,
-    WeightSpec,
     add_manifest_fields,
     check_target,
     file_entry,
     publish,
     read_manifest,
-    write_artifact,
 )
 from ..artifact.generation import GENERATOR_FORMAT
 from ..compiler import multibuild
-from ..compiler.build import flags
-from ..compiler.codegen import ENTRY, generate_c
-from ..compiler.codegen.dims import py_dim
+from ..compiler.codegen import generate_c
 from ..compiler.codegen.memory_plan import MemoryPlan, plan_memory
-from ..compiler.cost import work
-from ..compiler.ir import DTYPES, Graph
+from ..compiler.ir import Graph
 from ..compiler.ir.index_inputs import index_inputs
 from ..compiler.options import CompileOptions
 from ..compiler.pipeline import lower
+from ..compiler.write import tensor_spec, write_compiled
 from ..config import settings as load_settings
 from ..errors import CompileError
 from ..version import __version__
@@ -91,38 +83,12 @@ def _tokenizer(tokenizer: Any) -> Tokenizer | None:
 
 def _write(folder: Path, g: Graph, plan: MemoryPlan, wasm: bytes, name: str, options: CompileOptions,
            state: list[str], generator: dict[str, Any]) -> None:  # fmt: skip
-    blob = bytearray(plan.weights_bytes)
-    weights = []
-    for c, arr in g.consts.items():
-        off = plan.weight_offsets[c]
-        data = arr.tobytes(order="C")
-        blob[off : off + len(data)] = data
-        weights.append(WeightSpec(c, DTYPES[g.types[c].dtype].name, tuple(arr.shape), off))
-
-    def spec(v: str, label: str) -> TensorSpec:
-        t = g.types[v]
-        return TensorSpec(label, DTYPES[t.dtype].name, tuple(py_dim(d) for d in t.shape), plan.offsets[v])
-
-    layers = len(state) // 2
-    state_specs = [spec(v, f"kv_{i // 2}_{'kv'[i % 2]}") for i, v in enumerate(state)]
-    write_artifact(
-        folder,
-        name=name,
-        entry=ENTRY,
-        compiler={"wasm_torch": __version__, "torch": torch.__version__, "ziglang": version("ziglang"),
-                  "flags": flags(options), "options": options.to_json()},
-        symbols=[SymbolSpec(s.name, s.min, s.max, s.input, s.axis) for s in g.symbols.values()],
-        inputs=[spec(g.inputs[0], INPUT_IDS), spec(g.inputs[1], PAST)],
-        outputs=[spec(g.outputs[0], LOGITS)],
-        memory=MemorySpec(plan.weights_bytes, plan.arena_bytes, plan.unplanned_bytes, plan.peak_live_bytes),
-        ops=g.op_counts(),
-        weights=weights,
-        work=work(g),
-        wasm=wasm,
-        weights_blob=bytes(blob),
-        extra={"state": [t.to_json() for t in state_specs], "generator": {**generator, "model": {
-            **generator.get("model", {}), "layers": layers}}},
-    )
+    """The generator artifact: ids + cache position in, logits out, the KV cache as its state."""
+    state_specs = [tensor_spec(g, plan, v, f"kv_{i // 2}_{'kv'[i % 2]}") for i, v in enumerate(state)]
+    model = {**generator.get("model", {}), "layers": len(state) // 2}
+    write_compiled(folder, g, plan, wasm, name, options,
+                   inputs=[(g.inputs[0], INPUT_IDS), (g.inputs[1], PAST)], outputs=[(g.outputs[0], LOGITS)],
+                   extra={"state": [t.to_json() for t in state_specs], "generator": {**generator, "model": model}})  # fmt: skip
 
 
 def compile_generator(
