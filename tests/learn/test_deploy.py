@@ -177,3 +177,24 @@ def test_cli_tune_and_deploy_end_to_end(tmp_path, keys, capsys):
                  "--budget", "0", "--max-latency-ms", "0.000001", "--quiet"])
     assert code == 2 and "cannot meet --max-latency-ms" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_auto_quantize_picks_the_most_precise_format_that_fits(tmp_path, keys):
+    """--max-size-mb that float32 cannot meet: fp16 when it fits, int8 when only int8 does (each
+    validated at compile); nothing fits: refused before any work, naming the smallest format."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 16)).eval()
+    x = (torch.randn(4, 256),)  # float32 weights: 559,168 B
+    for limit, fmt in ((0.4, "fp16"), (0.2, "int8")):
+        rep = deploy(model, x, tmp_path / fmt, target="serve", keys=[keys[0]], budget=0, bench_seconds=0.1,
+                     requirements=Requirements(max_size_mb=limit))  # fmt: skip
+        assert rep.quantize == fmt and rep.size_bytes["total"] <= limit * 1e6
+        manifest = json.loads(next((tmp_path / fmt / "models").glob("*/manifest.json")).read_text())
+        assert manifest["compiler"]["options"]["quantize"] == fmt
+    with pytest.raises(DeployError, match=r"at least 0\.14.* MB as int8"):
+        deploy(model, x, tmp_path / "none", target="serve", keys=[keys[0]], budget=0,
+               requirements=Requirements(max_size_mb=0.1))  # fmt: skip
+    with pytest.raises(DeployError, match=r"as fp16 \(--quantize fp16\)"):
+        deploy(model, x, tmp_path / "none", target="serve", keys=[keys[0]], budget=0, quantize="fp16",
+               requirements=Requirements(max_size_mb=0.2))  # fmt: skip
+    assert not (tmp_path / "none").exists()

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from ..learn.cli import load_model, model_args, non_negative_int, positive_float
+from .deploy import QUANTIZE_CHOICES
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
@@ -22,12 +23,13 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     rep = deploy(
         model, inputs, a.output, target=a.target, keys=a.key, dynamic_shapes=dynamic,
         requirements=Requirements(a.max_latency_ms, a.max_size_mb), budget=a.budget,
-        memory=a.memory, progress=not a.quiet,
+        memory=a.memory, progress=not a.quiet, quantize=a.quantize,
     )  # fmt: skip
     t = rep.tuning
     print(f"deployed {a.model} -> {rep.out} ({rep.target}) in {rep.seconds:.0f} s")
     print(f"  latency here: {rep.latency_ms['p50']:.4f} ms median, {rep.latency_ms['p90']:.4f} ms p90")
-    print(f"  size: {rep.size_bytes['total']:,} B (model.wasm {rep.size_bytes['wasm']:,}, weights {rep.size_bytes['weights']:,})")
+    print(f"  size: {rep.size_bytes['total']:,} B (model.wasm {rep.size_bytes['wasm']:,}, weights {rep.size_bytes['weights']:,}"
+          f" as {rep.quantize or 'float32'})")
     if "gain" in t:
         print(f"  tuning: {t['gain']:.3f}x over the default ({t['trials']} trials, significant: {t['significant']})")
     print(f"  validated against PyTorch: max abs err {rep.validation.get('max_abs_err', float('nan')):.3g}")
@@ -46,4 +48,6 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--max-latency-ms", type=positive_float, help="refuse if one call is slower here")
     d.add_argument("--max-size-mb", type=positive_float, help="refuse if model.wasm + weights.bin is larger (MB = 1e6 B)")
     d.add_argument("--budget", type=non_negative_int, default=12, help="tuning trials (0 = default options)")
+    d.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="auto",
+                   help="weights' format; auto: float32 if it fits --max-size-mb, else fp16, else int8")  # fmt: skip
     d.set_defaults(fn=cmd_deploy)

@@ -15,9 +15,12 @@ What OUT holds (written to a temporary sibling first, renamed into place only wh
     all     deploy.json       the report: tuning (chosen options, measured gain), validation,
                               latency on this machine, sizes, requirements and whether they are met
 
+Weights: with `--quantize auto` (the default) float32 when it fits --max-size-mb, else fp16, else
+int8 (each validated against PyTorch with its format's agreement bar); or the format asked.
+
 Refusals are `DeployError`s that say what was measured against what was asked, before anything is
-written to OUT: weights alone over --max-size-mb (checked before tuning), the compiled artifact
-over it, or the tuned latency over --max-latency-ms. An OUT that exists and is not empty is
+written to OUT: weights alone over --max-size-mb in every allowed format (checked before tuning),
+the compiled artifact over it, or the tuned latency over --max-latency-ms. An OUT that exists and is not empty is
 refused too (deploy never overwrites). Sizes are in MB = 10^6 bytes.
 """
 
@@ -67,6 +70,7 @@ class DeployReport:
     size_bytes: dict[str, int]
     tuning: dict[str, Any]
     validation: dict[str, Any]
+    quantize: str | None  # the weights' format: None (float32), "fp16" or "int8"
     signed_by: list[str]
     files: list[str] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
@@ -89,6 +93,33 @@ def weights_bytes(model: Any) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size()
     return total
+
+
+# Weights' size relative to float32: a floor per format (int8 keeps biases and norms in float32,
+# so its real artifact is a little larger; the compiled artifact is checked against the limit again).
+SHRINK = {None: 1.0, "fp16": 0.5, "int8": 0.25}
+QUANTIZE_CHOICES = ("auto", "none", "fp16", "int8")
+
+
+def choose_quantize(quantize: str | None, floor: int, req: Requirements) -> str | None:
+    """The weights' format: as asked, or with "auto" the most precise one whose size floor meets
+    --max-size-mb (float32, then fp16, then int8; each is validated against PyTorch at compile).
+    Refuses before any work when even the asked (or smallest) format cannot fit."""
+    if quantize not in (*QUANTIZE_CHOICES, None):
+        raise DeployError(f"--quantize must be one of {list(QUANTIZE_CHOICES)}, got {quantize!r}")
+    limit = None if req.max_size_mb is None else req.max_size_mb * 1e6
+    asked = None if quantize in ("none", None) else quantize
+    candidates = [None, "fp16", "int8"] if quantize == "auto" else [asked]
+    for fmt in candidates:
+        if limit is None or floor * SHRINK[fmt] <= limit:
+            return fmt
+    last = candidates[-1]
+    raise DeployError(
+        f"cannot meet --max-size-mb {req.max_size_mb:g}: the model's weights alone are {_size_mb(floor)} as float32 "
+        f"parameters and buffers, at least {_size_mb(floor * SHRINK[last])} as {last or 'float32'}"
+        f"{'' if quantize == 'auto' else ' (--quantize ' + str(quantize) + ')'}. Use a smaller model"
+        f"{', or --quantize auto / int8' if quantize != 'auto' and last != 'int8' else ''}."
+    )
 
 
 def bench(folder: Path, arrays: list[np.ndarray], seconds: float = 2.0, min_calls: int = 20) -> dict[str, float]:
@@ -127,6 +158,7 @@ def deploy(
     bench_seconds: float = 2.0,
     progress: bool = False,
     name: str | None = None,
+    quantize: str | None = "auto",
 ) -> DeployReport:
     from ..integrity.signing import key_id, load_private_key, sign_artifact
     from ..learn.memory import PatternMemory
@@ -147,13 +179,7 @@ def deploy(
     private = [load_private_key(k) for k in keys]  # fail on a bad key before minutes of tuning
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, tuple | list) else (example_inputs,)
     name = name or out.name or "model"
-    floor = weights_bytes(model)
-    if req.max_size_mb is not None and floor > req.max_size_mb * 1e6:
-        raise DeployError(
-            f"cannot meet --max-size-mb {req.max_size_mb:g}: the model's weights alone are {_size_mb(floor)} "
-            "(float32 parameters and buffers). No compile option on this machine shrinks weights; use a smaller "
-            "model (or quantized weights, once the compiler offers them)."
-        )
+    fmt = choose_quantize(quantize, weights_bytes(model), req)
 
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.deploy-", dir=out.parent if out.parent.exists() else None))
     try:
@@ -166,11 +192,11 @@ def deploy(
             result = None
         art_dir = stage / "artifact"
         if result is not None:
-            art = compile_tuned(model, example_inputs, art_dir, result, dynamic_shapes, name=name)
+            art = compile_tuned(model, example_inputs, art_dir, result, dynamic_shapes, name=name, quantize=fmt)
         else:
             from ..compiler.pipeline import compile as compile_model
 
-            art = compile_model(model, example_inputs, art_dir, dynamic_shapes=dynamic_shapes, name=name)
+            art = compile_model(model, example_inputs, art_dir, dynamic_shapes=dynamic_shapes, name=name, quantize=fmt)
         raw = art.manifest.raw
         sizes = {"wasm": int(raw["files"]["model.wasm"]["bytes"]), "weights": int(raw["files"]["weights.bin"]["bytes"])}
         sizes["total"] = sizes["wasm"] + sizes["weights"]
@@ -185,6 +211,7 @@ def deploy(
             name=name,
             requirements=asdict(req),
             met=True,
+            quantize=fmt,
             latency_ms={k: round(v, 5) for k, v in lat.items()},
             size_bytes=sizes,
             tuning=result.manifest_record() if result is not None else {"skipped": "budget 0"},
