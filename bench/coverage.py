@@ -222,7 +222,9 @@ def markdown(doc: dict) -> str:
         "  compare within a row.",
         "- **code**: bytes of model.wasm (the code only; weights are in weights.bin).",
         "",
-        f"Command: `{doc.get('command', COMMAND)}` ({doc.get('date', '')}, {doc.get('machine', '')}, size={size}).",
+        "Commands (each run merges its models into the report): "
+        + "; ".join(f"`{c}`" for c in doc.get("commands", [doc.get("command", COMMAND)]))
+        + f" (last run {doc.get('date', '')}, {doc.get('machine', '')}, size={size}).",
         "",
     ]
     run = [r for r in rows.values() if r.get("status") != "not run"]
@@ -365,17 +367,22 @@ def main() -> int:
         zoos = {z.strip() for z in a.zoo.split(",")}
         names = [n for n in names if entries[n].zoo in zoos]
     results: dict = {}
+    commands: list[str] = []
     if a.merge and out.exists():
-        results = json.loads(out.read_text()).get("results", {})
+        previous = json.loads(out.read_text())
+        results = previous.get("results", {})
+        commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
     for n, e in entries.items():  # every model appears in the report, run or not
         results.setdefault(n, {"model": n, "zoo": e.zoo, "status": "not run", "error": "not selected in this run"})
     if a.smallest_first:
         names = by_size(names, entries)
     command = COMMAND + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    commands = [c for c in commands if c != command] + [command]
 
     def save(res: dict) -> None:
         doc = {
             "command": command,
+            "commands": commands,
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}",
             "size": a.size,
