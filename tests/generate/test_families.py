@@ -39,3 +39,20 @@ def test_greedy_32_new_tokens_equal_hf_generate(family, tmp_path):
             got = gen.generate(prompt, 32)
             assert got == want, f"{family} prompt {prompt[:6]}...: first difference at {_first_diff(got, want)}"
             assert len(set(got)) > 4  # a varied continuation, not one repeated token
+
+
+def test_int8_llama_generator_meets_the_bar_and_is_smaller(llama_gen, tmp_path):
+    """CompileOptions(quantize="int8") for a generator: validated with the int8 agreement bar (logits'
+    cosine with the float32 model), weights about a quarter, the same tokens on 1 and 2 threads."""
+    from .conftest import llama
+
+    model = llama()
+    art = compile_generator(model, tmp_path / "q8", max_context=MAX_CONTEXT,
+                            options=CompileOptions(quantize="int8", relaxed=False))  # fmt: skip
+    v = art.report["validation"]
+    assert v["ok"] and v["format"] == "int8" and v["cosine"] >= v["bar"]["min_cosine"]
+    size = lambda p: (p / "weights.bin").stat().st_size  # noqa: E731
+    assert size(art.path) < 0.5 * size(llama_gen.path)
+    with load_generator(art.path, threads=1) as one, load_generator(art.path, threads=2) as two:
+        tokens = one.generate(PROMPTS[0], 16)
+        assert tokens == two.generate(PROMPTS[0], 16) and len(tokens) == 16

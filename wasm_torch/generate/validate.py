@@ -3,7 +3,8 @@
 The oracle is the Hugging Face model itself with its own KV cache (`use_cache=True`): a random
 prompt, then decode steps fed the token the model itself chose, so both sides see the same ids.
 Every call's logits must agree within atol + rtol·|torch| (compiler/check.py's `compare`, the
-same rule `wasm_torch.compile` uses). Every build variant runs the same calls: the threaded builds
+same rule `wasm_torch.compile` uses) — or, with fp16 / int8 weights (`CompileOptions(quantize=...)`),
+reach that format's agreement bar (cosine with PyTorch float32, compiler/quant_check.py). Every build variant runs the same calls: the threaded builds
 must reproduce model.wasm bit for bit on 2 threads, the relaxed-SIMD ones agree with torch within
 the tolerance (what compiler/multibuild.py requires of a plain artifact).
 """
@@ -19,6 +20,7 @@ import torch
 from ..compiler.check import compare
 from ..compiler.multibuild import VALIDATION_THREADS, variants_of
 from ..compiler.options import CompileOptions
+from ..compiler.quant_check import AgreementBar, check_agreement
 from ..errors import ValidationError
 from .generator import Generator
 
@@ -60,13 +62,22 @@ def validate_generator(model: torch.nn.Module, folder: Path, options: CompileOpt
         prompt = [int(x) for x in rng.integers(0, gen.vocab_size, prompt_len)]
         want, fed = reference_logits(model, prompt, steps)
         got = wasm_logits(gen, prompt, fed)
-    res = compare(got, want, atol, rtol)
-    report: dict[str, Any] = {
-        "ok": bool(res["ok"]), "prompt_tokens": prompt_len, "decode_steps": steps,
-        "max_abs_err": res["max_abs_err"], "scale": res["scale"], "rel_err": res["rel_err"],
-        "max_rel_err": res["max_rel_err"], "atol": atol, "rtol": rtol,
-        "greedy_tokens_agree": [int(np.argmax(g)) for g in got] == [int(np.argmax(w)) for w in want],
-    }  # fmt: skip
+    greedy = [int(np.argmax(g)) for g in got] == [int(np.argmax(w)) for w in want]
+    fmt = options.quantize
+    if fmt:  # reduced-precision weights: the format's agreement bar (compiler/quant_check.py), not a tolerance
+        bar = AgreementBar.for_format(fmt)
+        agree = check_agreement(got, want, fmt, bar, "the generator")
+        agree.pop("outputs", None)
+        report: dict[str, Any] = {**agree, "prompt_tokens": prompt_len, "decode_steps": steps,
+                                  "greedy_tokens_agree": greedy}  # fmt: skip
+        res = {"ok": True}
+    else:
+        res = compare(got, want, atol, rtol)
+        report = {
+            "ok": bool(res["ok"]), "prompt_tokens": prompt_len, "decode_steps": steps,
+            "max_abs_err": res["max_abs_err"], "scale": res["scale"], "rel_err": res["rel_err"],
+            "max_rel_err": res["max_rel_err"], "atol": atol, "rtol": rtol, "greedy_tokens_agree": greedy,
+        }  # fmt: skip
     if not res["ok"]:
         raise ValidationError(
             f"the generator's logits disagree with the model's (transformers' KV cache) beyond atol={atol}, "
@@ -91,6 +102,9 @@ def validate_generator(model: torch.nn.Module, folder: Path, options: CompileOpt
                     "the artifact was not written. Please report a bug."
                 )
             variants[v.name] = f"bit-identical to simd128 on {threads} threads"
+        elif fmt:
+            vagree = check_agreement(vgot, want, fmt, AgreementBar.for_format(fmt), f"the {v.name} build")
+            variants[v.name] = f"cosine vs PyTorch float32 {vagree['cosine']:.6f}"
         else:
             vres = compare(vgot, want, atol, rtol)
             if not vres["ok"]:
