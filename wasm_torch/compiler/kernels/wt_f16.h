@@ -212,7 +212,8 @@ WT_KERNEL void wt_conv2d_f16_f32(float* out, const float* x, const uint16_t* wp,
     int nc = wt_conv_block_pixels(WT_MIN(K, WT_CONV_KC), P);
     int pblocks = (P + nc - 1) / nc, base = N * groups * pblocks;
     int want = wt_chunks_for((int64_t)base * panels, (int64_t)WT_MIN(nc, P) * WT_CONV_MR * K * 2);
-    int pgroups = base >= want ? 1 : WT_MIN(panels, (want + base - 1) / base);
+    /* >= WT_CONV_MIN_PG panels per chunk: each panel group packs the pixel block again (wt_conv.h) */
+    int pgroups = base >= want ? 1 : WT_MIN(WT_MAX(1, panels / WT_CONV_MIN_PG), (want + base - 1) / base);
     int pg = (panels + pgroups - 1) / pgroups;
     pgroups = (panels + pg - 1) / pg;
     wt_conv_f16_job jb = {out, x, wp, bias, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, groups, lo, hi,
