@@ -14,7 +14,7 @@ from wasm_torch.compiler.codegen.memory_plan import plan_memory
 from wasm_torch.compiler.ir import Graph, verify
 from wasm_torch.compiler.ir.interp import run
 from wasm_torch.compiler.options import CompileOptions
-from wasm_torch.compiler.pipeline import _write
+from wasm_torch.compiler.write import write_compiled
 from wasm_torch.config import settings
 from wasm_torch.runtime import VariantModule, WasmModule
 from wasm_torch.runtime.variants import engine_features
@@ -30,7 +30,7 @@ def build(g: Graph, folder: Path) -> Path:
     c = generate_c(g, plan, OPTIONS, header="quant kernel test")
     built = multibuild.build(c, settings(), OPTIONS)
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder, g, plan, built["simd128"], "qtest", OPTIONS)
+    write_compiled(folder, g, plan, built["simd128"], "qtest", OPTIONS)
     multibuild.write(folder, built, OPTIONS)
     return folder
 
