@@ -63,20 +63,32 @@ def test_python_nodes_started_in_step_spread_their_heartbeats(make_net, serve, m
     threads = [threading.Thread(target=nd.run, daemon=True) for nd in nodes]
     for t in threads:
         t.start()
-    time.sleep(8 * period + 1.0)
-    board = net.coord.scheduler.phases
-    phases = np.array(sorted(board._last[k][0] for k in board._last))
+
+    def spread(ph: np.ndarray) -> bool:  # no two within 1/4 of the even spacing; r1 near 0
+        ph = np.sort(np.mod(ph, 2 * np.pi))
+        gaps = np.diff(np.concatenate([ph, ph[:1] + 2 * np.pi]))
+        return bool(order_parameter(ph) < 0.35 and gaps.min() > 0.25 * (2 * np.pi / n))
+
+    def seen() -> tuple[np.ndarray, np.ndarray]:  # as the coordinator sees the heartbeats, as the nodes hold them
+        board = net.coord.scheduler.phases
+        coord = np.array(sorted(board._last[k][0] for k in board._last))
+        # every anchor started at t0; without the shifts they would still be equal
+        held = np.array([(nd.peers[0].anchor - t0) / period * 2 * np.pi for nd in nodes])
+        return coord, held
+
+    # Converged within 8 periods on an idle machine; a busy CI machine delays heartbeats, so look
+    # every period until 20 have passed (the property is that they spread, not how fast).
+    time.sleep(4 * period)
+    deadline = time.monotonic() + 16 * period
+    while True:
+        coord, held = seen()
+        if (len(coord) == n and spread(coord) and spread(held)) or time.monotonic() > deadline:
+            break
+        time.sleep(period)
     for nd in nodes:
         nd.stop.set()
     for t in threads:
         t.join(timeout=10)
-    assert len(phases) == n
-
-    def spread(ph: np.ndarray) -> None:  # no two within 1/4 of the even spacing; r1 near 0
-        ph = np.sort(np.mod(ph, 2 * np.pi))
-        gaps = np.diff(np.concatenate([ph, ph[:1] + 2 * np.pi]))
-        assert order_parameter(ph) < 0.35 and gaps.min() > 0.25 * (2 * np.pi / n), ph
-
-    spread(phases)  # as the coordinator sees the heartbeats
-    # and as the nodes hold them: every anchor started at t0; without the shifts they would still be equal
-    spread(np.array([(nd.peers[0].anchor - t0) / period * 2 * np.pi for nd in nodes]))
+    assert len(coord) == n
+    assert spread(coord), coord
+    assert spread(held), held
