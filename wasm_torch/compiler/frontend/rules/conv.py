@@ -1,5 +1,6 @@
-"""Transposed convolution (ConvTranspose1d/2d -> `conv_transpose2d`, ops/conv_transpose.py) and
-adaptive max pooling (as max pooling when the output divides the input)."""
+"""Convolution: `aten.convolution` (1-d over a height-1 image, 2-d -> `conv2d`; transposed ->
+`conv_transpose2d`, ops/conv_transpose.py) and adaptive max pooling (as max pooling when the output
+divides the input)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,43 @@ def _adaptive_max(L: Lowering, fx: torch.fx.Node) -> list:
     k = (H // oh, W // ow)
     attrs = {"kernel": k, "stride": k, "padding": (0, 0), "dilation": (1, 1), "ceil_mode": False}
     return [L.emit("max_pool2d", [x], attrs), None]
+
+
+@rule("convolution.default")
+def _conv(L: Lowering, fx: torch.fx.Node) -> str:
+    x, w, b, stride, padding, dilation, transposed, _out_pad, groups = fx.args
+    if transposed:
+        return lower_transposed(L, fx)
+    if isinstance(padding, str):
+        raise UnsupportedOpError(f"convolution with padding={padding!r}")
+    xv, wv = L.value(x), L.value(w)
+    inputs = [xv, wv] + ([L.value(b)] if b is not None else [])
+    nd = len(stride)
+    if nd == 2:
+        return L.emit(
+            "conv2d",
+            inputs,
+            {
+                "stride": tuple(stride),
+                "padding": tuple(padding),
+                "dilation": tuple(dilation),
+                "groups": groups,
+            },
+        )
+    if nd != 1:
+        raise UnsupportedOpError(f"{nd}-d convolution (conv1d and conv2d are supported)")
+    # conv1d as conv2d over a height-1 image
+    xs, ws = L.type_of(xv).shape, L.type_of(wv).shape
+    x4 = L.emit("reshape", [xv], {"shape": (xs[0], xs[1], 1, xs[2])})
+    w4 = L.emit("reshape", [wv], {"shape": (ws[0], ws[1], 1, ws[2])})
+    y = L.emit(
+        "conv2d",
+        [x4, w4, *inputs[2:]],
+        {
+            "stride": (1, stride[0]),
+            "padding": (0, padding[0]),
+            "dilation": (1, dilation[0]),
+            "groups": groups,
+        },
+    )
+    return L.emit("reshape", [y], {"shape": L.shape_of(fx)})
