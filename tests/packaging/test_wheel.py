@@ -70,7 +70,8 @@ def runtime_venv(dist, tmp_path_factory):
     env_dir = root / "env"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    _sh(py, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q", dist[0])
+    clean = _clean_env(root)  # no PYTHONPATH: pip must not see this checkout's wasm_torch as installed
+    _sh(py, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q", dist[0], env=clean)
     deps = root / "deps"  # the runtime dependencies only, linked from this venv
     deps.mkdir()
     site = Path(np.__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def runtime_venv(dist, tmp_path_factory):
         for found in [site / name, *site.glob(f"{name}-*.dist-info")]:  # the package and its metadata
             if found.exists():
                 (deps / found.name).symlink_to(found)
-    purelib = _sh(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    purelib = _sh(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", env=clean).stdout.strip()
     Path(purelib, "runtime_deps.pth").write_text(str(deps) + "\n")
     return env_dir
 
