@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,37 +49,52 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+@dataclass
+class Tally:
+    """What the workers of one run share: the budget (answers, deadline) and what they recorded."""
+
+    requests: int
+    t_end: float
+    issued: int = 0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def more(self) -> bool:
+        return self.issued < self.requests and time.perf_counter() < self.t_end
+
+    def record(self, t0: float, status: str) -> None:
+        self.latencies.append(time.perf_counter() - t0)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+async def http_worker(host: str, port: int, requests: list[bytes], t: Tally) -> None:
+    """One keep-alive connection: send, read the whole answer, record, repeat while the budget lasts."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while t.more():
+            req = requests[t.issued % len(requests)]
+            t.issued += 1
+            t0 = time.perf_counter()
+            try:
+                writer.write(req)
+                await writer.drain()
+                status = await read_response(reader)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                t.failures.append(f"{type(e).__name__}: {e}")
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            t.record(t0, str(status))
+    finally:
+        writer.close()
+
+
 async def run(a: argparse.Namespace, requests: list[bytes]) -> dict:
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    failures: list[str] = []
-    issued = 0
-    t_end = time.perf_counter() + a.duration
-
-    async def worker(k: int) -> None:
-        nonlocal issued
-        reader, writer = await asyncio.open_connection(a.host, a.port)
-        try:
-            while issued < a.requests and time.perf_counter() < t_end:
-                req = requests[issued % len(requests)]
-                issued += 1
-                t0 = time.perf_counter()
-                try:
-                    writer.write(req)
-                    await writer.drain()
-                    status = await read_response(reader)
-                except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-                    failures.append(f"{type(e).__name__}: {e}")
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(a.host, a.port)
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-        finally:
-            writer.close()
-
+    tally = Tally(a.requests, time.perf_counter() + a.duration)
+    latencies, statuses, failures = tally.latencies, tally.statuses, tally.failures
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(a.concurrency)))
+    await asyncio.gather(*(http_worker(a.host, a.port, requests, tally) for _ in range(a.concurrency)))
     wall = time.perf_counter() - t0
     ok = statuses.get("200", 0)
     lat = np.array(latencies) * 1e3 if latencies else np.array([np.nan])

@@ -24,11 +24,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import LOOPBACK, read_response
+from loadgen import LOOPBACK, Tally, http_worker
 
 V2 = {"int64": "INT64", "int32": "INT32", "float32": "FP32", "float64": "FP64", "bool": "BOOL"}
 
@@ -70,11 +71,8 @@ def grpc_messages(model: str, rows: list[dict[str, np.ndarray]]) -> list[bytes]:
 
 
 async def run(a: argparse.Namespace, payloads: list[bytes]) -> dict:
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    failures: list[str] = []
-    issued = 0
-    t_end = time.perf_counter() + a.duration
+    tally = Tally(a.requests, time.perf_counter() + a.duration)
+    latencies, statuses, failures = tally.latencies, tally.statuses, tally.failures
     channel = None
     if a.protocol == "grpc":
         import grpc
@@ -84,45 +82,23 @@ async def run(a: argparse.Namespace, payloads: list[bytes]) -> dict:
         )
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
-    async def http_worker() -> None:
-        nonlocal issued
-        reader, writer = await asyncio.open_connection(a.host, a.port)
-        try:
-            while issued < a.requests and time.perf_counter() < t_end:
-                req = payloads[issued % len(payloads)]
-                issued += 1
-                t0 = time.perf_counter()
-                try:
-                    writer.write(req)
-                    await writer.drain()
-                    status = await read_response(reader)
-                except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-                    failures.append(f"{type(e).__name__}: {e}")
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(a.host, a.port)
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-        finally:
-            writer.close()
-
     async def grpc_worker() -> None:
-        nonlocal issued
         import grpc
 
-        while issued < a.requests and time.perf_counter() < t_end:
-            msg = payloads[issued % len(payloads)]
-            issued += 1
+        while tally.more():
+            msg = payloads[tally.issued % len(payloads)]
+            tally.issued += 1
             t0 = time.perf_counter()
             try:
                 await call(msg, timeout=120)
                 code = "OK"
             except grpc.RpcError as e:
                 code = e.code().name
-            latencies.append(time.perf_counter() - t0)
-            statuses[code] = statuses.get(code, 0) + 1
+            tally.record(t0, code)
 
-    worker = grpc_worker if a.protocol == "grpc" else http_worker
+    def worker() -> Any:
+        return grpc_worker() if a.protocol == "grpc" else http_worker(a.host, a.port, payloads, tally)
+
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(a.concurrency)))
     wall = time.perf_counter() - t0
