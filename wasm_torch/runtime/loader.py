@@ -105,7 +105,7 @@ def check_signature_first(path: Path, raw_manifest: bytes, options: dict[str, An
     if options.get("trusted_keys") is None and not options.get("require_signed"):
         return
     _verify_signature(path, raw_manifest, options.get("verify", True), options.get("trusted_keys"),
-                      options.get("require_signed"), options.get("name"), options.get("releases"), settings,
+                      options.get("require_signed"), options.get("name"), None, settings,
                       use_store=False)  # load_artifact admits the release into the store, once  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import sympy
 
 from ..ir.graph import Dim, Node, numel
-from ..ir.op import Step, op_def, program_types
+from ..ir.op import Step, op_def, program_types, vector_template
 from .ctable import CTYPE
 from .dims import c_dim
 from .loops import broadcast_strides, contiguous_strides
@@ -98,9 +98,7 @@ class ElementwiseLoop:
             return None
         out = []
         for s in self.program:
-            vector = op_def(s.op).vector
-            scalars = [self._scalar_arg(a) for a in s.args]
-            template = vector(s.attrs, scalars) if vector is not None else None
+            template = vector_template(s.op, s.attrs, [self._scalar_arg(a) for a in s.args])
             if template is None:
                 return None
             out.append(template)

@@ -76,6 +76,13 @@ def op_def(name: str) -> OpDef:
     return d
 
 
+def vector_template(op: str, attrs: dict[str, Any], scalars: list[float | None]) -> str | None:
+    """The op's f32x4 form for these attrs and one-element constant args, or None when it has none
+    (code generation then runs the whole fused group scalar; fuse_elementwise groups by this)."""
+    vector = op_def(op).vector
+    return vector(attrs, scalars) if vector is not None else None
+
+
 def in_group(op: str, group: Group) -> bool:
     d = OPS.get(op)
     return d is not None and d.group == group

@@ -29,7 +29,7 @@ from __future__ import annotations
 import sympy
 
 from ..ir.graph import Graph, Node, Shape
-from ..ir.op import Step, in_group, op_def
+from ..ir.op import Step, in_group, vector_template
 
 
 def _same_shape(a: Shape, b: Shape) -> bool:
@@ -43,14 +43,11 @@ def _vector(g: Graph, n: Node) -> bool:
     to a whole group, node by node)."""
     if any(v and g.types[v].dtype != "f32" for v in (*n.inputs, *n.outputs)):
         return False
-    vector = op_def(n.op).vector
-    if vector is None:
-        return False
     scalars = []
     for v in n.inputs:
         c = g.consts.get(v)
         scalars.append(float(c.item()) if c is not None and c.size == 1 else None)
-    return vector(dict(n.attrs), scalars) is not None
+    return vector_template(n.op, dict(n.attrs), scalars) is not None
 
 
 def fuse_elementwise(g: Graph) -> Graph:
