@@ -99,6 +99,8 @@ bench: $(STAMP) bench-setup torchvision
 	$(BIN)/python bench/net_ledger.py
 	$(BIN)/python bench/net_sim.py
 	for b in kuramoto growth agreement voting privacy mutual; do $(BIN)/python bench/collective_$$b.py || exit 1; done
+	$(BIN)/python bench/collective_growth_live.py --workload stream
+	$(BIN)/python bench/collective_growth_live.py --workload batch --out bench/results/collective_growth_live_batch.json
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

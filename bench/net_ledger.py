@@ -27,7 +27,8 @@ from wasm_torch.net import db
 from wasm_torch.net.ledger import Ledger, sign_entry
 from wasm_torch.net.wire import Signer, canonical
 
-WASM_TORCH = str(Path(sys.executable).parent / "wasm-torch")
+sys.path.insert(0, str(Path(__file__).parent))
+from net_throughput import WASM_TORCH, save
 
 
 def make_entries(signers: list[Signer], n: int, accounts: int, seed: int = 0) -> list:
@@ -230,11 +231,7 @@ def main() -> None:
             r = bench_gossip(tmp, k, a.gossip_entries)
             out["gossip"].append(r)
             print(json.dumps(r), flush=True)
-    out["load_avg_end"] = os.getloadavg()
-    path = Path(a.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}", file=sys.stderr)
+    save(out, a.out)
 
 
 if __name__ == "__main__":

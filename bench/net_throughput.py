@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,10 +78,7 @@ def local_rate(folder: Path, x: np.ndarray) -> float:
 
 
 def run_network(tmp: Path, folder: Path, pub: Path, n_nodes: int, tasks: int, window: float) -> dict:
-    from wasm_torch.net.client import Http
-    from wasm_torch.net.economy import MICRO
     from wasm_torch.net.submit import submit_job
-    from wasm_torch.net.wire import Signer
 
     run = tmp / f"run{n_nodes}"
     run.mkdir()
@@ -91,12 +89,7 @@ def run_network(tmp: Path, folder: Path, pub: Path, n_nodes: int, tasks: int, wi
                                str(ckey), "--trust", str(pub), "--param", "poll_s=0.05", "--param", "lease_s=30"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
     try:
-        http = Http(url, attempts=None, backoff=0.1, max_backoff=0.5)
-        coord = Signer.from_file(ckey)
-        to = http.get("/v1/info")["coordinator"]
-        owner = Signer.generate()
-        http.post("/v1/ledger/grant", coord.seal({"type": "grant", "account": owner.id, "amount": 1000 * MICRO,
-                                                  "note": "bench"}, to))  # fmt: skip
+        http, owner = funded_owner(url, ckey)
         x = np.random.default_rng(0).standard_normal((tasks, 16)).astype(np.float32)
         job = submit_job(http, owner, folder, [x], batch=1)["job"]
         journals = [run / f"n{i}.journal" for i in range(n_nodes)]
@@ -123,13 +116,43 @@ def run_network(tmp: Path, folder: Path, pub: Path, n_nodes: int, tasks: int, wi
                 "validated": s["done"] - d0, "validated_tasks_per_s": (s["done"] - d0) / dt,
                 "job_done": s["status"] == "done"}  # fmt: skip
     finally:
-        for p in reversed(procs):
+        stop_all(procs)
+
+
+def funded_owner(url: str, coordinator_key: Path) -> tuple[Any, Any]:
+    """(an HTTP client that waits for the coordinator at `url`, a new job owner granted 1,000 credits)."""
+    from wasm_torch.net.client import Http
+    from wasm_torch.net.economy import MICRO
+    from wasm_torch.net.wire import Signer
+
+    http = Http(url, attempts=None, backoff=0.1, max_backoff=0.5)
+    coord = Signer.from_file(coordinator_key)
+    to = http.get("/v1/info")["coordinator"]
+    owner = Signer.generate()
+    http.post("/v1/ledger/grant", coord.seal({"type": "grant", "account": owner.id, "amount": 1000 * MICRO,
+                                              "note": "bench"}, to))  # fmt: skip
+    return http, owner
+
+
+def save(out: dict, path_text: str) -> None:
+    """Write a benchmark's JSON (with the load average at the end) and say where."""
+    out["load_avg_end"] = os.getloadavg()
+    path = Path(path_text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process still running (newest first), then wait; kill what does not stop."""
+    for p in reversed(procs):
+        if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def main() -> None:
@@ -153,11 +176,7 @@ def main() -> None:
             r["local_over_network_results"] = out["local_tasks_per_s"] / max(1e-9, r["results_per_s"])
             out["runs"].append(r)
             print(json.dumps(r), flush=True)
-    out["load_avg_end"] = os.getloadavg()
-    path = Path(a.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}", file=sys.stderr)
+    save(out, a.out)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_cheater_is_cut_off_after_repeated_wrong_results(make_net, mlp):
         (b'{"payload": "NaN", "sig": "' + b"A" * 86 + b'=="}', 400),
     ],
 )
-@pytest.mark.parametrize("route", ["/v1/nodes/register", "/v1/nodes/heartbeat", "/v1/tasks/lease",
+@pytest.mark.parametrize("route", ["/v1/nodes/register", "/v1/nodes/heartbeat", "/v1/nodes/holdings", "/v1/tasks/lease",
                                    "/v1/tasks/result", "/v1/tasks/fail", "/v1/jobs", "/v1/ledger/grant",
                                    "/v1/params", "/v1/gossip", "/v1/gossip/push"])  # fmt: skip
 def test_malformed_envelopes_get_4xx_on_every_route(net, route, body, status):

@@ -24,7 +24,7 @@ is the reference that holds for any graph, and the tests check they agree on a g
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -89,13 +89,14 @@ def run(
     steps: int,
     source: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`steps` forward-Euler steps from (u, v); returns new arrays (the inputs are not modified)."""
+    """`steps` forward-Euler steps from (u, v); returns new arrays (the inputs are not modified).
+    With a sparse Laplacian, u and v may also be (nodes, m): m independent systems, one per column."""
     if steps < 0:
         raise CollectiveError("steps must be >= 0")
     apply = lap.dot if sp.issparse(lap) else lap
     u, v = np.array(u, dtype=np.float64), np.array(v, dtype=np.float64)
-    if u.shape != v.shape or u.ndim != 1:
-        raise CollectiveError(f"u and v must be flat arrays of one shape, got {u.shape} and {v.shape}")
+    if u.shape != v.shape or u.ndim not in ((1, 2) if sp.issparse(lap) else (1,)):
+        raise CollectiveError(f"u and v must be flat arrays (or columns, on a graph) of one shape, got {u.shape} and {v.shape}")
     src = np.zeros_like(u) if source is None else np.asarray(source, dtype=np.float64)
     f, k, dt = model.feed, model.kill, model.dt
     for _ in range(steps):
@@ -172,7 +173,8 @@ class GrowthPlan:
     replicas: list[Hashable]  # where to place replicas / caches, strongest spot first
     specialise: list[Hashable]  # nodes inside a spot: keep the artifact warm
     prune: list[Hashable]  # current holders where the activator died out: drop it
-    v: dict[Hashable, float]  # the activator per node (for inspection)
+    v: dict[Hashable, float]  # the activator per node
+    u: dict[Hashable, float] = field(default_factory=dict)  # the substrate per node (to continue from)
 
 
 def plan_growth(
@@ -193,24 +195,64 @@ def plan_growth(
     normalised demand. Replicas: nodes whose v is a local maximum over their neighbours, by
     decreasing v, at most `budget`. Specialise: nodes with v >= specialise_at × max v. Prune:
     `holders` with v < prune_below × max v."""
+    return plan_growth_many(graph, {0: demand}, {0: holders}, budget, model, steps, source_gain, specialise_at,
+                            prune_below)[0]  # fmt: skip
+
+
+def plan_growth_many(
+    graph: nx.Graph,
+    demands: dict[Hashable, dict[Hashable, float]],
+    holders: dict[Hashable, Sequence[Hashable]] | None = None,
+    budget: int | None = None,
+    model: GrayScott = GrayScott(),
+    steps: int = 3000,
+    source_gain: float = 0.02,
+    specialise_at: float = 0.5,
+    prune_below: float = 0.05,
+    start: dict[Hashable, GrowthPlan] | None = None,
+) -> dict[Hashable, GrowthPlan]:
+    """`plan_growth` for several artifacts at once (key -> its demand and holders): the systems are
+    independent columns of one run, so a step costs little more than for one.
+
+    `start`: earlier plans to continue from (key -> plan): the state (u, v) at each node the earlier
+    plan knew is the starting point instead of the seed from demand, so spots persist and move
+    only as demand moves — the pattern has memory. Nodes new to the graph start at u = 1, v = 0."""
     nodes = list(graph.nodes)
     if not nodes:
         raise CollectiveError("the graph has no nodes")
     idx = {n: i for i, n in enumerate(nodes)}
-    d = np.zeros(len(nodes))
-    for n, x in demand.items():
-        if n not in idx:
-            raise CollectiveError(f"demand names node {n!r}, which is not in the graph")
-        if not np.isfinite(x) or x < 0:
-            raise CollectiveError(f"demand must be finite and >= 0, got {x!r} at {n!r}")
-        d[idx[n]] = x
-    if d.max() <= 0:
-        return GrowthPlan([], [], [h for h in holders if h in idx], {n: 0.0 for n in nodes})
-    d = d / d.max()
-    lap = graph_laplacian(graph, nodes)
-    u0 = np.ones(len(nodes)) - 0.5 * d
-    v0 = 0.25 * d
-    _, v = run(model, lap, u0, v0, steps, source=source_gain * d)
+    keys = list(demands)
+    d = np.zeros((len(nodes), len(keys)))
+    for j, key in enumerate(keys):
+        for n, x in demands[key].items():
+            if n not in idx:
+                raise CollectiveError(f"demand names node {n!r}, which is not in the graph")
+            if not np.isfinite(x) or x < 0:
+                raise CollectiveError(f"demand must be finite and >= 0, got {x!r} at {n!r}")
+            d[idx[n], j] = x
+    peak = d.max(axis=0) if keys else np.zeros(0)
+    d = d / np.where(peak > 0, peak, 1.0)
+    u0, v0 = 1.0 - 0.5 * d, 0.25 * d
+    for j, key in enumerate(keys):
+        old = (start or {}).get(key)
+        if old is not None and old.u:
+            u0[:, j] = [old.u.get(n, 1.0) for n in nodes]
+            v0[:, j] = [old.v.get(n, 0.0) for n in nodes]
+    u, v = u0, np.zeros_like(d)
+    if keys and (peak > 0).any():
+        u, v = run(model, graph_laplacian(graph, nodes), u0, v0, steps, source=source_gain * d)
+    held = holders or {}
+    plans = {}
+    for j, key in enumerate(keys):
+        vj = v[:, j] if peak[j] > 0 else np.zeros(len(nodes))
+        plan = _read_plan(graph, nodes, idx, vj, held.get(key, ()), budget, specialise_at, prune_below)
+        plans[key] = GrowthPlan(plan.replicas, plan.specialise, plan.prune, plan.v,
+                                {n: float(u[idx[n], j]) for n in nodes})  # fmt: skip
+    return plans
+
+
+def _read_plan(graph: nx.Graph, nodes: list[Hashable], idx: dict[Hashable, int], v: np.ndarray,
+               holders: Sequence[Hashable], budget: int | None, specialise_at: float, prune_below: float) -> GrowthPlan:  # fmt: skip
     vmax = float(v.max())
     peaks = []
     for n in nodes:
@@ -221,7 +263,7 @@ def plan_growth(
             peaks.append((float(v[i]), n))
     peaks.sort(key=lambda t: (-t[0], str(t[1])))
     replicas = [n for _, n in peaks[: budget if budget is not None else len(peaks)]]
-    alive = vmax > 1e-6  # the activator died out everywhere: nothing to grow, everything to prune
+    alive = vmax > 1e-6  # the activator died out everywhere (or there was no demand): prune everything
     specialise = [n for n in nodes if alive and v[idx[n]] >= specialise_at * vmax]
     prune = [h for h in holders if h in idx and (not alive or v[idx[h]] < prune_below * vmax)]
     return GrowthPlan(replicas, specialise, prune, {n: float(v[idx[n]]) for n in nodes})

@@ -89,7 +89,7 @@ def cmd_node(a: argparse.Namespace) -> int:
         work_dir=Path(a.work_dir) if a.work_dir else settings().cache_dir / "node",
         name=a.name, memory_limit_mb=a.memory_limit, deadline_s=a.deadline, stake=_credits(a.stake),
         max_tasks=a.max_tasks, idle_exit_s=a.idle_exit, journal=Path(a.journal) if a.journal else None,
-        fault=Fault.parse(a.fault),
+        fault=Fault.parse(a.fault), cache_artifacts=a.cache_artifacts, growth=not a.no_growth,
     )  # fmt: skip
     node = Node(opts)
     print(f"node {node.id} -> {', '.join(a.coordinator)}", flush=True)
@@ -302,6 +302,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--max-tasks", type=int, help="stop after this many acknowledged results")
     n.add_argument("--idle-exit", type=float, help="stop after this many seconds without work")
     n.add_argument("--journal", help="append one JSON line per acknowledged result")
+    n.add_argument("--cache-artifacts", type=_positive(int), default=16,
+                   help="artifacts held at once (on disk and loaded); the least recently used not kept by a "
+                   "growth order goes first")  # fmt: skip
+    n.add_argument("--no-growth", action="store_true", help="do not report holdings or follow growth orders")
     n.add_argument("--fault", action="append", default=[], help="TESTS ONLY: wrong | crash-after=N | slow=S")
     n.set_defaults(fn=cmd_node)
 

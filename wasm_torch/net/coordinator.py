@@ -9,6 +9,7 @@ Routes (every POST except the artifact upload is a signed envelope, wire.py):
     GET  /v1/info | /v1/status      identity, parameters, trusted publishers | everything on the page
     POST /v1/nodes/register         {pubkey, name, kind, stake}
     POST /v1/nodes/heartbeat        {}                     uptime bonus, current parameters
+    POST /v1/nodes/holdings         {holds, rtt_ms, room}  what the node holds; its growth orders (growth.py)
     POST /v1/tasks/lease            {}                     a task, or 204 when there is none
     POST /v1/tasks/result           {assignment, task, hash, units, outputs}
     POST /v1/tasks/fail             {assignment, reason}   the node cannot run it (limits, trust)
@@ -59,6 +60,7 @@ from .errors import (
     status_of,
 )
 from .governance import Governance
+from .growth import parse_report
 from .jobs import Catalog
 from .scheduler import Scheduler
 from .store import Store
@@ -74,6 +76,7 @@ JS_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}\.mjs$")  # the JS runtime's mod
 SCHEMAS: dict[str, dict[str, Any]] = {
     "register": {"pubkey": str, "name": str, "kind": str, "stake": int},
     "heartbeat": {},
+    "holdings": {"holds": list, "rtt_ms": dict, "room": int},
     "lease": {},
     "result": {"assignment": str, "task": str, "hash": str, "units": int, "outputs": list},
     "fail": {"assignment": str, "reason": str},
@@ -128,6 +131,7 @@ class Coordinator:
     def start(self) -> None:
         self.gossip.start()
         threading.Thread(target=self._sweeper, name="wasm-torch-sweeper", daemon=True).start()
+        threading.Thread(target=self._grower, name="wasm-torch-growth", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,6 +149,21 @@ class Coordinator:
                 self.governance.tick()
             except Exception:
                 log.exception("governance tick failed")
+
+    def _grower(self) -> None:
+        """Replan growth every growth_period_s (off the request path: a plan takes up to a few
+        hundred ms per hot artifact at 1,000 nodes)."""
+        board = self.scheduler.growth
+        while not self._stop.wait(min(1.0, self.sweep_s)):
+            prm = self.store.params
+            if prm.growth_period_s <= 0:
+                board.clear()
+            elif now_ms() - board.last_plan_ms >= prm.growth_period_s * 1000:
+                try:
+                    with self.store.engine.connect() as conn:
+                        board.replan(conn, prm)
+                except Exception:
+                    log.exception("growth plan failed")
 
     # ---- gossip hooks: agreement spikes and governance documents ride on the gossip rounds -----------
     def _exchange_spikes(self, url: str, http: Any, peer: str) -> None:
@@ -266,6 +285,7 @@ class Coordinator:
             "ledger": ledger,
             "rejected": dict(self.scheduler.rejected), "peers": self.gossip.peer_stats(),
             "heartbeat_order": round(self.scheduler.phases.order(), 4) if self.scheduler.phases else None,
+            "growth": self.scheduler.growth.status(),
         }  # fmt: skip
 
 
@@ -347,6 +367,11 @@ def create_app(coord: Coordinator) -> FastAPI:
     @app.post("/v1/nodes/heartbeat")
     async def heartbeat(request: Request) -> Any:
         return await envelope_route(request, "heartbeat", coord.node_key, lambda tx, env: sched.heartbeat(tx, env.sender))
+
+    @app.post("/v1/nodes/holdings")
+    async def holdings(request: Request) -> Any:
+        return await envelope_route(request, "holdings", coord.node_key,
+                                    lambda tx, env: sched.growth.report(env.sender, *parse_report(env.payload)))
 
     @app.post("/v1/tasks/lease")
     async def lease(request: Request) -> Any:

@@ -60,7 +60,7 @@ from .wire import Signer, b64d, b64e, canonical, hex_digest, key_id_of, now_ms, 
 log = logging.getLogger("wasm_torch.net.governance")
 GOV_DOMAIN = b"wasm-torch-net/1 governance\n"
 GOVERNABLE = ("replication", "max_replicas", "adaptive_replication", "spot_check_floor", "price_floor",
-              "slash_rate", "admission", "join_stake", "min_reputation")  # fmt: skip
+              "slash_rate", "admission", "join_stake", "min_reputation", "growth_replicas")  # fmt: skip
 MAX_CHANGES = 16
 MAX_DOC_BYTES = 16 * 1024
 MAX_WAIT_FACTOR = 6  # a tally missing entries or documents waits at most this × settle (+ 60 s)

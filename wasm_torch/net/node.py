@@ -21,6 +21,12 @@ whether they paid for results they acknowledged (checked every `audit_every` res
 ledger) — and of itself (its run time against each coordinator's lease): collective/mutual.py.
 With `NodeOptions.share`, it also shares its pattern memory privately with other nodes (share.py).
 
+Growth. The node keeps at most `cache_artifacts` artifacts (downloaded, verified, loaded), evicting
+the least recently used one that its coordinators did not tell it to keep. After each heartbeat it
+reports what it holds and its round-trip time to each coordinator (`/v1/nodes/holdings`) and
+follows the orders in the answer: fetch (download, verify and load ahead of the first task), keep
+(never evicted while ordered), drop (evicted now). The coordinator plans them (growth.py).
+
 `--fault` injects misbehaviour for tests of the network (never use it for real work): `wrong`
 returns altered outputs, `crash-after=N` exits abruptly holding its Nth lease, `slow=S` waits S
 seconds before answering.
@@ -47,8 +53,10 @@ from ..artifact import MANIFEST, SIGNATURE, Manifest, read_manifest
 from ..collective.mutual import Chooser, PeerModel, SelfModel
 from ..errors import ArtifactError, ExecutionError, WasmTorchError
 from . import tensors
+from .cache import ArtifactCache, parse_orders
 from .client import Http, Refused
 from .errors import BadMessage, Unreachable
+from .growth import MAX_HOLDS
 from .share import ShareOptions, Sharing
 from .wire import Signer
 from .work import bind_shapes, pinned_build, work_units
@@ -98,6 +106,8 @@ class NodeOptions:
     choice: str = "greedy"  # how to pick among ready coordinators: greedy | thompson | round-robin | random
     audit_every: int = 5  # acknowledged results between checks that a coordinator paid for them
     share: ShareOptions | None = None  # private pattern sharing (share.py); None: off
+    cache_artifacts: int = 16  # artifacts held at once (on disk and loaded); least recently used go first
+    growth: bool = True  # report holdings and follow the coordinators' growth orders (growth.py)
 
 
 @dataclass
@@ -165,13 +175,12 @@ class Node:
         self.me = SelfModel()
         self.chooser = Chooser(strategy=opts.choice)
         self.sharing = Sharing(opts.share, self.signer, opts.work_dir / "share") if opts.share else None
-        self.modules: dict[tuple[str, str], tuple[Any, Manifest]] = {}
         self.refused_artifacts: set[str] = set()
         self.stop = threading.Event()
         self.leased = 0
         self.acked = 0
         self.work_dir = opts.work_dir
-        (self.work_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        self.cache = ArtifactCache(self.work_dir / "artifacts", opts.cache_artifacts)
 
     @property
     def id(self) -> str:
@@ -210,7 +219,7 @@ class Node:
 
     def summary(self) -> dict[str, Any]:
         out = {"node": self.id, "acked": self.acked, "self": {"run_s": self.me.run_s, "tasks": self.me.tasks},
-               "peers": {p.url: p.stats() for p in self.peers}}  # fmt: skip
+               "peers": {p.url: p.stats() for p in self.peers}, "artifacts": dict(self.cache.counts)}  # fmt: skip
         if self.sharing is not None:
             out["sharing"] = dict(self.sharing.stats)
         return out
@@ -315,6 +324,32 @@ class Node:
         if isinstance(shift, int | float) and math.isfinite(shift):  # the coordinator's Kuramoto coupling:
             peer.anchor += max(-peer.heartbeat_s / 2, min(peer.heartbeat_s / 2, float(shift)))  # move our phase
         peer.next_heartbeat = peer.next_slot(time.monotonic() + 0.5 * peer.poll_s, peer.heartbeat_s)
+        if self.opts.growth:
+            self.holdings(peer)
+
+    # ---- growth: what this node holds, and its coordinators' orders ---------------------------------
+    def holdings(self, peer: Peer) -> None:
+        """Report holdings and RTTs; follow the orders in the answer (module docstring)."""
+        rtt = {p.id: round(p.model.latency_ms, 3) for p in self.peers if p.id and p.model.calls}
+        holds = list(self.cache.held)[-MAX_HOLDS:]
+        try:
+            report = {"type": "holdings", "holds": holds, "rtt_ms": rtt, "room": self.cache.capacity}
+            got = self.call(peer, "/v1/nodes/holdings", report)
+            fetch, keep, drop = parse_orders(got)
+        except (Refused, BadMessage) as e:  # a coordinator without growth, or bad orders: carry on without
+            log.info("growth orders from %s: %s", peer.url, e)
+            return
+        log.debug("growth orders from %s: fetch %s keep %s drop %s", peer.url, fetch, keep, drop)
+        self.cache.pins[peer.url] = keep | {a for a, _ in fetch}
+        self.cache.drop(drop)
+        for sha, variant in fetch[: self.cache.capacity]:
+            if sha in self.cache.held or sha in self.refused_artifacts:
+                continue
+            try:
+                self.module(peer, sha, variant)
+                self.cache.counts["prefetched"] += 1
+            except (WasmTorchError, OSError) as e:
+                log.warning("cannot fetch %s ahead: %s", sha[:16], e)
 
     # ---- one task -----------------------------------------------------------------------------
     def work(self, peer: Peer, task: dict[str, Any]) -> None:
@@ -385,26 +420,40 @@ class Node:
 
     def module(self, peer: Peer, sha: str, variant: str) -> tuple[Any, Manifest]:
         """The loaded module for artifact `sha` (build `variant`, one thread), fetched and verified once."""
-        if (sha, variant) in self.modules:
-            return self.modules[(sha, variant)]
+        got = self.cache.get(sha, variant)
+        if got is not None:
+            return got
+        folder = self.cache.folder(sha)
         if sha in self.refused_artifacts:
             raise ArtifactError(f"artifact {sha[:16]}… was refused before (signature or hashes)")
         from ..runtime import load
 
-        folder = self.work_dir / "artifacts" / sha
+        self.cache.make_room(sha)
+        t0 = time.perf_counter()
         if not (folder / MANIFEST).exists():
             self._download(peer, sha, folder)
+            self.cache.counts["downloads"] += 1
         limit = None if self.opts.memory_limit_mb is None else self.opts.memory_limit_mb << 20
         try:
             manifest = read_manifest(folder)
+        except ArtifactError:
+            self.refused_artifacts.add(sha)
+            self.cache.evict(sha)
+            raise
+        try:
             pinned_build(manifest, variant)  # deterministic, or the task cannot be compared by hash
+        except BadMessage:  # a bad request for a good artifact (the next may name the right build)
+            self.cache.evict(sha)
+            raise
+        try:
             m = load(folder, trusted_keys=self.trust, variant=variant, threads=1, memory_limit=limit,
                      deadline=self.opts.deadline_s)  # fmt: skip
         except (ArtifactError, BadMessage) as e:
             self.refused_artifacts.add(sha)
-            shutil.rmtree(folder, ignore_errors=True)
+            self.cache.evict(sha)
             raise ArtifactError(str(e)) from None
-        self.modules[(sha, variant)] = (m, manifest)
+        self.cache.add(sha, variant, m, manifest)
+        self.cache.counts["load_ms"] += round((time.perf_counter() - t0) * 1000)
         return m, manifest
 
     def _download(self, peer: Peer, sha: str, folder: Path) -> None:

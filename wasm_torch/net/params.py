@@ -16,6 +16,7 @@ from .economy import MICRO
 from .errors import BadMessage
 
 ADMISSION = ("open", "staked")
+PLANNERS = ("gray-scott", "rendezvous")
 VOTE_RULES = ("softmax", "proportional")
 
 
@@ -59,6 +60,14 @@ class NetworkParams:
     vote_temperature: float = 50.0  # credits: the softmax temperature over stakes
     # heartbeat spreading (collective/kuramoto.py): 0 turns it off, 1 moves a node halfway to its slot
     phase_coupling: float = 1.0
+    # growth (growth.py, collective/grayscott.py): where hot artifacts are kept. Off by default: it pays
+    # when many artifacts are hot at once in small jobs, and costs when big jobs run one after another
+    # (docs/network.md); 30 s is a sensible period to turn it on with
+    growth_period_s: float = 0.0  # how often the coordinator replans; 0 = off
+    growth_replicas: int = 2  # nodes that keep each hot artifact
+    growth_window_s: float = 600.0  # leases younger than this are an artifact's demand
+    growth_neighbours: int = 4  # links per node in the node graph
+    growth_planner: str = "gray-scott"  # gray-scott | rendezvous (homes by hash only: the baseline)
 
     def __post_init__(self) -> None:
         problems = []
@@ -96,6 +105,12 @@ class NetworkParams:
             problems.append(f"vote_rule must be one of {list(VOTE_RULES)} and vote_temperature > 0")
         if not 0 <= self.phase_coupling <= 2:
             problems.append("phase_coupling must be in [0, 2] (0 = off, 2 = straight to the slot)")
+        if not (self.growth_period_s == 0 or 1.0 <= self.growth_period_s <= 86400.0) or self.growth_window_s <= 0:
+            problems.append("growth_period_s must be 0 (off) or in [1 s, 1 day], and growth_window_s > 0")
+        if self.growth_planner not in PLANNERS:
+            problems.append(f"growth_planner must be one of {list(PLANNERS)}")
+        if not (1 <= self.growth_replicas <= 64 and 1 <= self.growth_neighbours <= 64):
+            problems.append("growth_replicas and growth_neighbours must be in [1, 64]")
         if self.retention_days < 0:
             problems.append("retention_days must be >= 0")
         if problems:

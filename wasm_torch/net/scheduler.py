@@ -8,7 +8,10 @@ running, and closes the job (release) when its last task is decided.
 
 Task choice: open tasks that still need a replica and that this node has not run, priority jobs
 first, then the oldest job, then tasks already started; one of the first 16 such tasks is picked at
-random so nodes cannot choose (or predict) which other node checks them.
+random so nodes cannot choose (or predict) which other node checks them. With growth on
+(growth.py), a pick the node would have to load cold is replaced by a first replica of an artifact
+it holds or was told to keep, when one waits at the same priority; checking replicas are never
+steered.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sqlalchemy as sa
 from ..collective.kuramoto import PhaseBoard
 from . import db, economy, tensors
 from .errors import BadMessage, Conflict, Forbidden, InsufficientCredit, LateResult, UnknownObject
+from .growth import GrowthBoard
 from .jobs import Catalog
 from .quorum import decide, target_replicas
 from .store import Store, Tx
@@ -39,6 +43,7 @@ class Scheduler:
         self.rng = rng or random.SystemRandom()
         self.rejected: dict[str, int] = {}  # unattributable refusals by reason (status page)
         self.phases: PhaseBoard | None = None  # heartbeat phases (collective/kuramoto.py)
+        self.growth = GrowthBoard()  # where hot artifacts are kept (growth.py)
 
     @property
     def me(self) -> str:
@@ -150,16 +155,23 @@ class Scheduler:
         mine = sa.select(a.id).where(
             (a.task == t.id) & (a.node == node) & a.status.in_(("running", "submitted", "failed", "cancelled"))
         ).exists()
-        cands = tx.conn.execute(
-            sa.select(t.id, t.active, t.needed, t.job, t.inputs, t.units, t.syms, j.artifact, j.variant)
+        query = (
+            sa.select(t.id, t.active, t.needed, t.job, t.inputs, t.units, t.syms, j.artifact, j.variant, j.priority)
             .select_from(db.tasks.join(db.jobs, t.job == j.id))
             .where((t.status == "open") & (t.active < t.needed) & ~mine)
             .order_by(j.priority.desc(), j.created_ms, t.active.desc(), t.idx)
             .limit(CANDIDATES)
-        ).all()  # fmt: skip
+        )  # fmt: skip
+        cands = tx.conn.execute(query).all()
         if not cands:
             return None
         c = cands[self.rng.randrange(len(cands))]
+        held, warm = self.growth.preferred(node) if prm.growth_period_s > 0 else (set(), set())
+        if warm and c.artifact not in held:  # a cold pick: a first replica of a warm artifact instead ...
+            checked = sa.select(a.id).where((a.task == t.id) & (a.status == "submitted")).exists()
+            steered = tx.conn.execute(query.where(j.artifact.in_(sorted(warm)) & (t.active == 0) & ~checked)).all()
+            if steered and steered[0].priority >= c.priority:  # ... if one waits at the same priority
+                c = steered[self.rng.randrange(len(steered))]
         needed = c.needed
         if c.active == 0 and not self._submitted(tx, c.id):
             needed = target_replicas(n.streak, prm, self.rng.random)
