@@ -328,3 +328,17 @@ def test_node_follows_orders_and_survives_hostile_ones(make_net, serve, mlp, tmp
     node.holdings(peer)
     assert sha not in node.cache.held and not (tmp_path / "w" / "artifacts" / sha).exists()
     assert (tmp_path / "precious").read_text() == "user data"
+
+
+def test_board_memory_is_bounded_and_off_stores_nothing():
+    from wasm_torch.net.growth import MAX_REPORTS, GrowthBoard
+
+    board = GrowthBoard()
+    board.report("n", frozenset({"ab" * 32}), {}, 4, on=False)
+    assert board.reports == {}  # growth off: nothing kept
+    for i in range(MAX_REPORTS + 10):
+        board.report(f"n{i}", frozenset(), {}, 4)
+    assert len(board.reports) == MAX_REPORTS and "n9" not in board.reports and "n10" in board.reports
+    board.report("n10", frozenset(), {}, 4)  # heard from again: now the most recent ...
+    board.report("new", frozenset(), {}, 4)  # ... so a newcomer pushes out n11, not n10
+    assert len(board.reports) == MAX_REPORTS and "n10" in board.reports and "n11" not in board.reports

@@ -370,8 +370,10 @@ def create_app(coord: Coordinator) -> FastAPI:
 
     @app.post("/v1/nodes/holdings")
     async def holdings(request: Request) -> Any:
-        return await envelope_route(request, "holdings", coord.node_key,
-                                    lambda tx, env: sched.growth.report(env.sender, *parse_report(env.payload)))
+        def act(tx: Any, env: Envelope) -> Any:
+            return sched.growth.report(env.sender, *parse_report(env.payload), on=tx.params.growth_period_s > 0)
+
+        return await envelope_route(request, "holdings", coord.node_key, act)
 
     @app.post("/v1/tasks/lease")
     async def lease(request: Request) -> Any:

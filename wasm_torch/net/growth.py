@@ -54,6 +54,7 @@ MAX_HOLDS = 64  # artifacts a report may list
 MAX_RTTS = 16  # coordinators a report may list
 MAX_RTT_MS = 600_000.0
 MAX_ROOM = 4096
+MAX_REPORTS = 20_000  # nodes a coordinator plans for at most
 HOT_ARTIFACTS = 8  # artifacts planned per round
 JITTER = 0.05  # symmetry-breaking demand, relative to one lease
 STEPS = 2000  # Gray-Scott steps per plan
@@ -162,9 +163,16 @@ class GrowthBoard:
         self.version = 0
         self.last_plan_ms = 0
 
-    def report(self, node: str, holds: frozenset[str], rtt: Mapping[str, float], room: int) -> dict[str, Any]:
+    def report(self, node: str, holds: frozenset[str], rtt: Mapping[str, float], room: int, on: bool = True) -> dict[str, Any]:
+        """Record a node's report (only while growth is `on`) and answer its orders. At most
+        MAX_REPORTS are kept, the least recently heard from dropped first: memory stays bounded
+        however many identities report."""
         with self.lock:
-            self.reports[node] = Report(holds, dict(rtt), room, now_ms())
+            if on:
+                self.reports.pop(node, None)  # re-inserted last: the dict is ordered by recency
+                self.reports[node] = Report(holds, dict(rtt), room, now_ms())
+                while len(self.reports) > MAX_REPORTS:
+                    del self.reports[next(iter(self.reports))]
             return self.orders.get(node, Orders()).to_json(self.version)
 
     def preferred(self, node: str) -> tuple[set[str], set[str]]:
@@ -176,7 +184,7 @@ class GrowthBoard:
 
     def clear(self) -> None:
         with self.lock:
-            self.orders, self.homes, self.state = {}, {}, {}
+            self.reports, self.orders, self.homes, self.state = {}, {}, {}, {}
 
     def replan(self, conn: sa.Connection, prm: Any) -> dict[str, Any]:
         """One round: demand from the database, a plan per hot artifact, orders per node."""
