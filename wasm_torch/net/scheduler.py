@@ -168,8 +168,7 @@ class Scheduler:
         c = cands[self.rng.randrange(len(cands))]
         held, warm = self.growth.preferred(node) if prm.growth_period_s > 0 else (set(), set())
         if warm and c.artifact not in held:  # a cold pick: a first replica of a warm artifact instead ...
-            checked = sa.select(a.id).where((a.task == t.id) & (a.status == "submitted")).exists()
-            steered = tx.conn.execute(query.where(j.artifact.in_(sorted(warm)) & (t.active == 0) & ~checked)).all()
+            steered = self._first_replicas(tx, query.where(j.artifact.in_(sorted(warm)) & (t.active == 0)))
             if steered and steered[0].priority >= c.priority:  # ... if one waits at the same priority
                 c = steered[self.rng.randrange(len(steered))]
         needed = c.needed
@@ -188,6 +187,19 @@ class Scheduler:
             "assignment": aid, "task": c.id, "job": c.job, "artifact": c.artifact, "variant": c.variant,
             "inputs": json.loads(c.inputs), "units": c.units, "deadline_ms": deadline, "lease_s": prm.lease_s,
         }  # fmt: skip
+
+    @staticmethod
+    def _first_replicas(tx: Tx, query: Any) -> list[Any]:
+        """The rows of `query` (tasks nobody runs now) that nobody has submitted a result for either:
+        first replicas, not checkers. Filtered here, by the tasks' index: as a correlated subquery
+        SQLite scanned every submitted assignment per task (11 ms per lease at 720 results)."""
+        rows = tx.conn.execute(query).all()
+        if not rows:
+            return rows
+        a = db.assignments.c
+        found = tx.conn.execute(sa.select(a.task, a.status).where(a.task.in_([r.id for r in rows]))).all()
+        checked = {task for task, status in found if status == "submitted"}
+        return [r for r in rows if r.id not in checked]
 
     @staticmethod
     def _submitted(tx: Tx, task: str) -> list[Any]:
