@@ -16,12 +16,9 @@ from typing import Any
 from ..artifact import MANIFEST, Manifest
 from ..errors import ArtifactError
 from .errors import BadMessage
+from .wire import is_hex_digest
 
 MAX_ORDERS = 256
-
-
-def is_sha(text: Any) -> bool:
-    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 class ArtifactCache:
@@ -32,7 +29,7 @@ class ArtifactCache:
         root.mkdir(parents=True, exist_ok=True)
         self.held: OrderedDict[str, None] = OrderedDict()  # least recently used first
         for d in sorted(root.iterdir()):  # a previous run's cache (verified again when loaded)
-            if is_sha(d.name) and (d / MANIFEST).is_file():
+            if is_hex_digest(d.name) and (d / MANIFEST).is_file():
                 self.held[d.name] = None
         self.modules: dict[tuple[str, str], tuple[Any, Manifest]] = {}
         self.pins: dict[str, set[str]] = {}  # who ordered it (a coordinator url) -> artifacts to keep
@@ -40,7 +37,7 @@ class ArtifactCache:
         self.counts = {"downloads": 0, "loads": 0, "load_ms": 0, "prefetched": 0, "evicted": 0, "dropped": 0}
 
     def folder(self, sha: str) -> Path:
-        if not is_sha(sha):
+        if not is_hex_digest(sha):
             raise ArtifactError(f"an artifact id is 64 lowercase hex digits, got {str(sha)[:80]!r}")
         return self.root / sha
 
@@ -92,9 +89,9 @@ def parse_orders(got: Any) -> tuple[list[tuple[str, str]], set[str], set[str]]:
         raise BadMessage(f"fetch, keep and drop must be lists of at most {MAX_ORDERS} entries")
     pairs = []
     for f in fetch:
-        if not (isinstance(f, dict) and is_sha(f.get("artifact")) and isinstance(f.get("variant"), str)):
+        if not (isinstance(f, dict) and is_hex_digest(f.get("artifact")) and isinstance(f.get("variant"), str)):
             raise BadMessage("each fetch order is {artifact: <sha256 hex>, variant: <build name>}")
         pairs.append((f["artifact"], f["variant"][:64]))
-    if not all(is_sha(a) for a in (*keep, *drop)):
+    if not all(is_hex_digest(a) for a in (*keep, *drop)):
         raise BadMessage("keep and drop list artifact ids (sha256 hex)")
     return pairs, set(keep), set(drop)

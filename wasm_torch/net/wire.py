@@ -225,7 +225,12 @@ def _is(v: Any, t: Any) -> bool:
     return isinstance(v, t)
 
 
+def is_hex_digest(value: Any) -> bool:
+    """A sha256 spelled as we spell it: 64 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def hex_digest(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+    if not is_hex_digest(value):
         raise BadMessage(f"{what} must be 64 lowercase hex digits (a sha256)")
     return value
