@@ -3,7 +3,9 @@
 `Http.call` raises `Refused` for a 4xx answer (the message from the coordinator, never retried:
 the request itself is wrong) and `Unreachable` when the peer does not answer or answers 5xx after
 `attempts` tries, waiting `backoff` seconds (doubling, capped at `max_backoff`, ±25% jitter) between
-them. `attempts=None` retries forever (what a node does while its coordinator restarts).
+them. `attempts=None` retries forever (what a node does while its coordinator restarts). An answer
+over `max_bytes` (read no further) or a success that is not strict JSON is the peer's fault, as if it
+had not answered: `Unreachable`, so a hostile peer costs a node bounded memory and a backoff.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from ..errors import NetworkError
 from .errors import Unreachable
 from .wire import loads_strict
+
+MAX_ANSWER_BYTES = 128 << 20  # above the largest artifact file (64 MB) and task (64 MB of tensors, in base64)
 
 
 class Refused(NetworkError):
@@ -54,8 +58,10 @@ class Http:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.base = base.rstrip("/")
+        self.max_bytes = max_bytes
         self.timeout, self.attempts, self.backoff, self.max_backoff = timeout, attempts, backoff, max_backoff
         self.sleep = sleep
         self.stats = PeerStats()
@@ -96,14 +102,17 @@ class Http:
         self.stats.requests += 1
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                payload = r.read()
+                payload = r.read(self.max_bytes + 1)
                 status = r.status
         except urllib.error.HTTPError as e:
-            payload, status = e.read(), e.code
+            payload, status = e.read(self.max_bytes + 1), e.code
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             self.stats.failures += 1
             raise Unreachable(f"{url}: {getattr(e, 'reason', e)}") from None
         ms = (time.perf_counter() - t0) * 1e3
+        if len(payload) > self.max_bytes:
+            self.stats.failures += 1
+            raise Unreachable(f"{url}: the answer is over {self.max_bytes:,} bytes; not read further")
         if status >= 500:
             self.stats.failures += 1
             raise Unreachable(f"{url}: HTTP {status}: {payload[:300]!r}")
@@ -121,4 +130,8 @@ class Http:
             return payload
         if status == 204 or not payload:
             return None
-        return loads_strict(payload, f"answer from {url}")
+        try:
+            return loads_strict(payload, f"answer from {url}")
+        except NetworkError as e:
+            self.stats.failures += 1
+            raise Unreachable(str(e)) from None

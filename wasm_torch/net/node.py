@@ -58,7 +58,7 @@ from .client import Http, Refused
 from .errors import BadMessage, Unreachable
 from .growth import MAX_HOLDS
 from .share import ShareOptions, Sharing
-from .wire import Signer
+from .wire import Signer, schema
 from .work import bind_shapes, pinned_build, work_units
 
 log = logging.getLogger("wasm_torch.net.node")
@@ -232,7 +232,9 @@ class Node:
             if time.monotonic() >= peer.next_heartbeat - 0.25 * peer.poll_s:  # due on this poll of the grid
                 self.heartbeat(peer)
             task = self.call(peer, "/v1/tasks/lease", {"type": "lease"})
-        except Unreachable as e:
+            if task is not None:
+                schema(task, TASK, "a leased task")
+        except (Unreachable, BadMessage) as e:  # no answer, or one this node cannot use: the coordinator's fault
             self._backoff(peer, e)
             return False
         except Refused as e:
@@ -297,7 +299,12 @@ class Node:
         except (Unreachable, Refused) as e:
             log.info("audit of %s failed: %s", peer.url, e)
             return
-        earned, slashed = int(bal.get("earned", 0)), int(bal.get("slashed", 0))
+        vals = [bal.get(k, 0) if isinstance(bal, dict) else None for k in ("earned", "slashed")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            log.info("audit of %s: the balance answer is malformed: %s", peer.url, str(bal)[:200])
+            peer.model.observe_audit(False)  # a coordinator that cannot say what it paid is not trusted for it
+            return
+        earned, slashed = vals
         if peer.earned_at_audit is not None:
             paid = earned > peer.earned_at_audit or peer.canonical_since_audit == 0
             if self.opts.fault.wrong:  # a node told to cheat knows its own slashes are deserved
@@ -313,13 +320,13 @@ class Node:
             "type": "register", "pubkey": b64e(self.signer.public_raw), "name": self.opts.name[:128],
             "kind": "python", "stake": int(self.opts.stake),
         })  # fmt: skip
+        peer.poll_s, peer.heartbeat_s = _timing(got)
         peer.registered = True
-        peer.poll_s, peer.heartbeat_s = float(got["poll_s"]), float(got["heartbeat_s"])
-        log.info("registered %s at %s (stake %s, probation %s)", self.id, peer.url, got["staked"], got["probation"])
+        log.info("registered %s at %s (stake %s, probation %s)", self.id, peer.url, got.get("staked"), got.get("probation"))
 
     def heartbeat(self, peer: Peer) -> None:
         got = self.call(peer, "/v1/nodes/heartbeat", {"type": "heartbeat"})
-        peer.poll_s, peer.heartbeat_s = float(got["poll_s"]), float(got["heartbeat_s"])
+        peer.poll_s, peer.heartbeat_s = _timing(got)
         shift = got.get("phase_shift_s", 0.0)
         if isinstance(shift, int | float) and math.isfinite(shift):  # the coordinator's Kuramoto coupling:
             peer.anchor += max(-peer.heartbeat_s / 2, min(peer.heartbeat_s / 2, float(shift)))  # move our phase
@@ -478,6 +485,20 @@ class Node:
                 raise ArtifactError(f"artifact {sha[:16]}… lists a file with a path in its name: {name[:64]!r}")
             (tmp / name).write_bytes(peer.http.raw(base + name))
         os.replace(tmp, folder)
+
+
+# a lease answer (scheduler.lease): exactly these fields, checked before anything is used
+TASK = {"assignment": str, "task": str, "job": str, "artifact": str, "variant": str, "inputs": list, "units": int,
+        "deadline_ms": int, "lease_s": float}  # fmt: skip
+
+
+def _timing(got: Any) -> tuple[float, float]:
+    """(poll_s, heartbeat_s) from a register or heartbeat answer: numbers in [0.01 s, 1 h], or the
+    answer is refused (a coordinator cannot make a node spin or fall silent)."""
+    vals = [got.get(k) if isinstance(got, dict) else None for k in ("poll_s", "heartbeat_s")]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0.01 <= v <= 3600 for v in vals):
+        raise BadMessage(f"the coordinator's poll_s and heartbeat_s must be seconds in [0.01, 3600], got {vals}")
+    return float(vals[0]), float(vals[1])
 
 
 def _tamper(a: np.ndarray) -> np.ndarray:
