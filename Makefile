@@ -101,6 +101,7 @@ bench: $(STAMP) bench-setup torchvision
 	for b in kuramoto growth agreement voting privacy mutual; do $(BIN)/python bench/collective_$$b.py || exit 1; done
 	$(BIN)/python bench/collective_growth_live.py --workload stream
 	$(BIN)/python bench/collective_growth_live.py --workload batch --out bench/results/collective_growth_live_batch.json
+	$(BIN)/python bench/collective_growth_live.py --plan-cost --out bench/results/collective_growth_plan_cost.json
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

@@ -18,6 +18,7 @@ acknowledged result, the nodes' time spent on them, and the wall time until ever
 effect; time on loopback is dominated by the coordinator's fsync'd commits, not by loads.
 
     python bench/collective_growth_live.py [--quick]  -> bench/results/collective_growth_live.json
+    python bench/collective_growth_live.py --plan-cost --out bench/results/collective_growth_plan_cost.json
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ def run(tmp: Path, name: str, folders: list[Path], pub: Path, a: argparse.Namesp
         stop_all(procs)
 
 
+def plan_cost(sizes: tuple[int, ...] = (6, 1000, 3000), repeats: int = 3) -> list[dict]:
+    """Seconds for one round of planning off the request path: the node graph (three coordinators'
+    RTTs per node) plus one Gray-Scott plan for 8 hot artifacts with a few busy nodes each; median."""
+    from wasm_torch.net.growth import _jitter, node_graph, rank
+
+    out = []
+    for n in sizes:
+        rtt = {f"n{i}": {"c1": float(i % 97), "c2": float(i * 7 % 89), "c3": float(i * 13 % 83)} for i in range(n)}
+        demand = {a: {v: _jitter(a, v) + (5.0 if i % 50 == 0 else 0.0) for i, v in enumerate(rtt)} for a in "ABCDEFGH"}
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            rank(node_graph(rtt, 4), demand, {})
+            times.append(time.perf_counter() - t0)
+        out.append({"nodes": n, "artifacts": 8, "seconds": float(np.median(times))})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=6)
@@ -138,12 +158,17 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {ARMS}; the first is the reference")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--report", action="store_true", help="nodes report holdings in the off arm too")
+    ap.add_argument("--plan-cost", action="store_true", help="only time a round of planning at 6, 1,000, 3,000 nodes")
     ap.add_argument("--quick", action="store_true", help="1 repeat, a third of the jobs or tasks")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "collective_growth_live.json"))
     a = ap.parse_args()
     if a.quick:
         a.repeats, a.tasks, a.jobs = 1, a.tasks // 3, a.jobs // 3
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if a.plan_cost:
+        save({"command": "python bench/collective_growth_live.py --plan-cost", "load_avg_start": os.getloadavg(),
+              "cpus": os.cpu_count(), "runs": plan_cost()}, a.out)  # fmt: skip
+        return
     out: dict = {"command": "python bench/collective_growth_live.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "machine": platform.machine(), "load_avg_start": os.getloadavg(),
                  "config": {k: v for k, v in vars(a).items() if k != "out"}, "runs": []}  # fmt: skip
